@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Debian packages a target needs, installed only when missing (CI runs on a fresh machine as root).
+set -euo pipefail
+case "${1:-test}" in
+  test)  need=(curl) ;;
+  bench) need=(curl wrk nginx-light squid) ;;
+  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+esac
+missing=()
+for pkg in "${need[@]}"; do
+  bin=$pkg; [ "$pkg" = nginx-light ] && bin=nginx
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+$SUDO apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,137 @@
+"""The running gateway: binds the configured listeners and serves until told to stop.
+
+Shutdown (SIGINT/SIGTERM): stop accepting, give open connections
+`shutdown_grace` seconds to finish, then abort what is left; exit code 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable
+
+from lanner.config.model import Config, ListenerConfig, split_hostport
+from lanner.entry.base import EntryProtocol
+from lanner.entry.forward import ForwardEntry
+from lanner.entry.tcp import TcpEntry
+from lanner.errors import Outcome
+from lanner.net.listener import ListenerRuntime, Services
+from lanner.net.resolver import Resolver
+from lanner.route.auth import Authenticator
+from lanner.route.rules import Router
+
+log = logging.getLogger("lanner")
+
+SWEEP_INTERVAL_MAX = 5.0
+_ENTRIES: dict[str, type[EntryProtocol]] = {"forward": ForwardEntry, "tcp": TcpEntry}
+
+
+def describe(listener: ListenerConfig) -> str:
+    if listener.type == "tcp":
+        return f"tcp listener {listener.name!r} on {listener.bind} forwards to {listener.target}"
+    accepts = []
+    if "http" in listener.protocols:
+        accepts += ["http", "connect"]
+    if "socks4" in listener.protocols:
+        accepts += ["socks4", "socks4a"]
+    if "socks5" in listener.protocols:
+        accepts.append("socks5")
+    return f"forward listener {listener.name!r} on {listener.bind} accepts {', '.join(accepts)}"
+
+
+class Gateway:
+    def __init__(self, config: Config, announce: bool = True) -> None:
+        self.config = config
+        self.announce = announce
+        self.listeners: list[ListenerRuntime] = []
+        self.stopping = asyncio.Event()
+        own = [split_hostport(item.bind) for item in config.listeners]
+        self.services = Services(
+            router=Router(config.rules, own),
+            resolver=Resolver(config.dns_cache_ttl),
+            auth=Authenticator(config.users, required=bool(config.users)),
+            log_connections=config.log.connections,
+        )
+
+    async def start(self) -> None:
+        reuse_port = self.config.workers > 1
+        for listener_config in self.config.listeners:
+            runtime = ListenerRuntime(
+                listener_config, self.config.limits_for(listener_config), self.services
+            )
+            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port)
+            self.listeners.append(runtime)
+            if self.announce:
+                print(f"lanner: {describe(listener_config)}", flush=True)
+
+    async def serve(self) -> None:
+        """Start, serve until SIGINT/SIGTERM, shut down gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        sweeper = loop.call_later(self._sweep_interval(), self._sweep)
+        try:
+            await self.stopping.wait()
+        finally:
+            sweeper.cancel()
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for runtime in self.listeners:
+            if runtime.server is not None:
+                runtime.server.close()
+        live = self._live()
+        if live:
+            log.info("draining", extra={"fields": {"open": live, "grace": self.config.shutdown_grace}})
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace
+        # Polling at 20 Hz for at most the grace period is simpler than wiring an
+        # event through every connection's end, and costs nothing while serving.
+        while self._live() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        for runtime in self.listeners:
+            for conn in list(runtime.live):
+                conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
+        await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
+
+    def _live(self) -> int:
+        return sum(len(runtime.live) for runtime in self.listeners)
+
+    def _sweep_interval(self) -> float:
+        shortest = min((runtime.limits.idle_timeout for runtime in self.listeners), default=60.0)
+        return min(SWEEP_INTERVAL_MAX, shortest / 4)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for runtime in self.listeners:
+            runtime.sweep_idle(now)
+        if not self.stopping.is_set():
+            loop.call_later(self._sweep_interval(), self._sweep)
+
+
+def _factory(entry: type[EntryProtocol], runtime: ListenerRuntime) -> Callable[[], EntryProtocol]:
+    return lambda: entry(runtime)
+
+
+def run(config: Config, announce: bool = True) -> int:
+    """Run one gateway process to completion; the exit code."""
+    try:
+        _runner(Gateway(config, announce).serve())
+    except OSError as exc:
+        print(f"lanner: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _runner(coro: object) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional where it does not build
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(coro)  # type: ignore[arg-type]

@@ -1,0 +1,140 @@
+"""The configuration as validated, immutable data.
+
+A `Config` is a snapshot: built once from YAML and the environment, checked
+completely, never mutated. Every limit the engine enforces has a field here
+with its default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_BIND = "127.0.0.1:8080"
+
+
+def split_hostport(text: str) -> tuple[str, int]:
+    """'host:port', '[v6]:port' or ':port' (all interfaces) into (host, port)."""
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+        if ":" in host:
+            raise ValueError(f"IPv6 addresses must be bracketed: {text!r}")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port, got {text!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def _hostport(text: str) -> str:
+    split_hostport(text)
+    return text
+
+
+def _port_spec(spec: int | str) -> int | str:
+    low, _, high = str(spec).partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+        raise ValueError(f"expected a port or a range like 8000-8999, got {spec!r}")
+    if not 0 < int(low) <= int(high or low) < 65536:
+        raise ValueError(f"port range out of order or bounds: {spec!r}")
+    return spec
+
+
+HostPort = Annotated[str, AfterValidator(_hostport)]
+PortSpec = Annotated[int | str, AfterValidator(_port_spec)]
+Protocol = Literal["http", "socks4", "socks5"]
+_ALL_PROTOCOLS: tuple[Protocol, ...] = ("http", "socks4", "socks5")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Frozen):
+    """Named bounds; each listener may override any of them."""
+
+    handshake_timeout: float = Field(10.0, gt=0, description="seconds to finish a handshake")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to open an upstream")
+    idle_timeout: float = Field(120.0, gt=0, description="seconds without a byte either way")
+    max_connections: int = Field(10_000, gt=0, description="open client connections per listener")
+    max_header_bytes: int = Field(32 * 1024, ge=1024, description="HTTP head size (431 past it)")
+    max_request_line: int = Field(8 * 1024, ge=256, description="request line size (414 past it)")
+    max_socks_field: int = Field(255, ge=1, le=1024, description="SOCKS4 userid/4a host length")
+
+
+class User(_Frozen):
+    name: str = Field(min_length=1)
+    password: str = ""
+    socks4: bool = Field(False, description="may identify by SOCKS4 userid alone (no password)")
+
+
+class Rule(_Frozen):
+    """Allow or deny destinations; every criterion given must match. First match wins."""
+
+    action: Literal["allow", "deny"]
+    hosts: list[str] = Field(default_factory=list, description="host name globs, e.g. *.example.com")
+    cidrs: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(default_factory=list)
+    ports: list[PortSpec] = Field(default_factory=list)
+    listeners: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list)
+
+
+class ListenerConfig(_Frozen):
+    name: str = Field(min_length=1)
+    type: Literal["forward", "tcp"] = "forward"
+    bind: HostPort = DEFAULT_BIND
+    protocols: list[Protocol] = Field(
+        default_factory=lambda: list(_ALL_PROTOCOLS),
+        description="forward listener: entry protocols accepted on this port",
+    )
+    auth: bool | None = Field(None, description="require credentials; default: when users exist")
+    target: HostPort | None = Field(None, description="tcp listener: where every connection goes")
+    via: bool = Field(False, description="add a Via header to forwarded HTTP requests")
+    limits: Limits | None = None
+
+    @model_validator(mode="after")
+    def _target_for_tcp(self) -> ListenerConfig:
+        if self.type == "tcp" and self.target is None:
+            raise ValueError("a tcp listener needs a target")
+        if self.type != "tcp" and self.target is not None:
+            raise ValueError("target applies to tcp listeners only")
+        return self
+
+
+class LogConfig(_Frozen):
+    format: Literal["text", "json"] = "text"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    connections: bool = Field(True, description="one line per finished connection")
+
+
+class Config(_Frozen):
+    listeners: list[ListenerConfig] = Field(
+        default_factory=lambda: [ListenerConfig(name="forward")], min_length=1
+    )
+    users: list[User] = Field(default_factory=list)
+    rules: list[Rule] = Field(default_factory=list)
+    limits: Limits = Field(default_factory=lambda: Limits())
+    log: LogConfig = Field(default_factory=lambda: LogConfig())
+    workers: int = Field(1, ge=1, le=256)
+    shutdown_grace: float = Field(10.0, ge=0, description="seconds open connections get to finish")
+    dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
+
+    @model_validator(mode="after")
+    def _names_resolve(self) -> Config:
+        listener_names = [item.name for item in self.listeners]
+        user_names = [item.name for item in self.users]
+        for kind, names in (("listener", listener_names), ("user", user_names)):
+            duplicates = {name for name in names if names.count(name) > 1}
+            if duplicates:
+                raise ValueError(f"duplicate {kind} names: {sorted(duplicates)}")
+        for rule in self.rules:
+            unknown = set(rule.listeners) - set(listener_names)
+            unknown |= set(rule.users) - set(user_names)
+            if unknown:
+                raise ValueError(f"rule names unknown listeners or users: {sorted(unknown)}")
+        return self
+
+    def limits_for(self, listener: ListenerConfig) -> Limits:
+        return listener.limits or self.limits

@@ -1,0 +1,373 @@
+"""HTTP forward proxy entry: absolute-form requests and CONNECT on a persistent connection.
+
+One request is in flight at a time (pipelined requests wait in the reader).
+Each request may go to a different origin; the upstream connection is kept
+while requests go to the same origin and user. Bodies stream both ways as
+raw wire bytes. A CONNECT, or a 101 answer to an Upgrade, turns the
+connection into a tunnel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from lanner.entry.base import EntryProtocol
+from lanner.entry.http_forward import (
+    error_response,
+    request_for_origin,
+    response_for_client,
+    split_absolute,
+    split_authority,
+)
+from lanner.errors import AuthFailed, GatewayError, Outcome, UpstreamFailed
+from lanner.net.dial import dial
+from lanner.net.listener import ListenerRuntime
+from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
+from lanner.wire.errors import ProtocolError
+from lanner.wire.http1 import (
+    NEED_DATA,
+    PAUSED,
+    BodyReceived,
+    Framing,
+    HttpReader,
+    MessageEnded,
+    RequestHead,
+    RequestReceived,
+    ResponseHead,
+    ResponseReceived,
+    header_value,
+)
+
+_PROXY_AUTHENTICATE = [(b"Proxy-Authenticate", b'Basic realm="lanner"')]
+_CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
+
+# Reasons the client side may be paused; reading resumes when none is left.
+_DIALING = 1
+_UPSTREAM_FULL = 2
+_PIPELINED = 4
+
+
+class HttpUpstream(asyncio.Protocol):
+    """The origin side of one HttpProxySession."""
+
+    __slots__ = ("session", "transport", "key")
+
+    def __init__(self, session: HttpProxySession, key: tuple[str, int, str | None]) -> None:
+        self.session = session
+        self.key = key
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+
+    def data_received(self, data: bytes) -> None:
+        self.session.upstream_data(self, data)
+
+    def eof_received(self) -> bool:
+        self.session.upstream_eof(self)
+        return False
+
+    def pause_writing(self) -> None:
+        self.session.pause_client(_UPSTREAM_FULL)
+
+    def resume_writing(self) -> None:
+        self.session.resume_client(_UPSTREAM_FULL)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.session.upstream_lost(self, exc)
+
+
+class HttpProxySession(EntryProtocol):
+    def __init__(self, listener: ListenerRuntime) -> None:
+        super().__init__(listener)
+        limits = listener.limits
+        self.requests = HttpReader(True, limits.max_header_bytes, limits.max_request_line)
+        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line)
+        self.upstream: HttpUpstream | None = None
+        self.request: RequestHead | None = None
+        self.awaiting_response = False
+        self.response_started = False
+        self.close_after = False
+        self.upstream_reusable = False
+        self.client_eof = False
+        self.switching = False  # to a tunnel: stop parsing
+        self.paused = 0
+        self.last_auth: bytes | None = None
+        self.via = listener.config.via
+
+    def started(self) -> None:
+        self.conn.protocol = "http"
+
+    # -- client side --
+
+    def handle(self, data: bytes) -> None:
+        self.requests.receive_data(data)
+        self.pump_requests()
+
+    def pump_requests(self) -> None:
+        reader = self.requests
+        try:
+            while not self.paused & _DIALING and not self.switching:
+                event = reader.next_event()
+                if type(event) is BodyReceived:
+                    self.upstream.transport.write(event.data)  # type: ignore[union-attr]
+                    self.conn.up += len(event.data)
+                elif type(event) is RequestReceived:
+                    self.on_request(event.head)
+                elif event is PAUSED:
+                    if reader.buffered:
+                        self.pause_client(_PIPELINED)
+                    return
+                elif event is NEED_DATA:
+                    return
+                elif type(event) is not MessageEnded:
+                    raise AssertionError(event)
+        except ProtocolError as exc:
+            self.refuse(exc.reply_hint or 400, str(exc), Outcome.BAD_REQUEST)
+        except GatewayError as exc:
+            self.refuse_gateway(exc)
+
+    def on_request(self, head: RequestHead) -> None:
+        conn = self.conn
+        conn.handshake_done()
+        conn.requests += 1
+        self.request = head
+        user = self.authenticate(head)
+        if head.method == b"CONNECT":
+            self.start_tunnel(head, user)
+            return
+        authority, path = split_absolute(head.target)
+        host, port = split_authority(authority, 80)
+        self.close_after = not head.keep_alive
+        outgoing = request_for_origin(head, authority, path, self.close_after, self.via)
+        self.awaiting_response = True
+        self.response_started = False
+        self.responses.expect_response_to(head.method)
+        key = (host, port, user)
+        upstream = self.upstream
+        self.conn.up += len(outgoing)
+        if upstream is not None and upstream.key == key and not upstream.transport.is_closing():
+            upstream.transport.write(outgoing)
+            return
+        self.drop_upstream()
+        self.pause_client(_DIALING)
+        self.run(self.open_upstream(key, outgoing), "dial")
+
+    def authenticate(self, head: RequestHead) -> str | None:
+        if not self.listener.auth_required:
+            return None
+        credentials = header_value(head.headers, b"proxy-authorization")
+        if credentials is None or credentials != self.last_auth:
+            _account, presented = self.listener.services.auth.verify_basic(credentials)
+            self.last_auth = credentials
+            self.conn.user = presented
+        return self.conn.user
+
+    async def open_upstream(self, key: tuple[str, int, str | None], outgoing: bytes) -> None:
+        host, port, _ = key
+        try:
+            _transport, upstream = await dial(self.conn, host, port, lambda: HttpUpstream(self, key))
+        except GatewayError as exc:
+            self.refuse_gateway(exc)
+            return
+        if self.client_gone:
+            upstream.transport.close()
+            return
+        self.upstream = upstream
+        self.conn.upstream = upstream.transport
+        upstream.transport.write(outgoing)
+        self.resume_client(_DIALING)
+        self.pump_requests()
+        if self.responses.buffered:
+            self.pump_responses()
+
+    def start_tunnel(self, head: RequestHead, user: str | None) -> None:
+        host, port = split_authority(head.target, None)
+        self.conn.protocol = "connect"
+        self.switching = True
+        self.drop_upstream()
+        self.pause_client(_DIALING)
+        self.run(self.open_tunnel(host, port), "connect")
+
+    async def open_tunnel(self, host: str, port: int) -> None:
+        conn = self.conn
+        try:
+            transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+        except GatewayError as exc:
+            self.refuse_gateway(exc)
+            return
+        if self.client_gone:
+            transport.close()
+            return
+        conn.upstream = transport
+        self.transport.write(_CONNECTED)
+        link(conn, self.transport, upstream, self.requests.take_buffered(), client_eof=self.client_eof)
+
+    def eof_received(self) -> bool:
+        self.requests.receive_eof()
+        self.client_eof = True
+        if self.awaiting_response or self.paused & _DIALING:
+            return True  # finish the exchange in flight, then close
+        if self.requests.buffered:
+            self.pump_requests()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.drop_upstream()
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()
+
+    def pause_client(self, reason: int) -> None:
+        if not self.paused:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_client(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused:
+                self.transport.resume_reading()
+
+    # -- upstream side --
+
+    def upstream_data(self, upstream: HttpUpstream, data: bytes) -> None:
+        if upstream is not self.upstream:
+            return  # a dial still completing, or a dropped connection: nothing asked for this
+        self.responses.receive_data(data)
+        try:
+            self.pump_responses()
+        except Exception as exc:  # the crash boundary for the upstream side
+            self.crash(exc)
+
+    def pump_responses(self) -> None:
+        reader = self.responses
+        client = self.transport
+        try:
+            while True:
+                event = reader.next_event()
+                if type(event) is BodyReceived:
+                    client.write(event.data)
+                    self.conn.down += len(event.data)
+                elif type(event) is ResponseReceived:
+                    if self.on_response(event.head):
+                        return
+                elif type(event) is MessageEnded:
+                    self.response_complete()
+                    return
+                else:
+                    return
+        except ProtocolError as exc:
+            self.upstream_failed(UpstreamFailed(f"bad response from upstream: {exc}"))
+
+    def on_response(self, head: ResponseHead) -> bool:
+        """Send the head on; True if the connection became a tunnel."""
+        if not self.awaiting_response:
+            raise ProtocolError("response without a request")
+        request = self.request
+        assert request is not None
+        if head.status == 101 and not request.upgrade:
+            raise ProtocolError("101 to a request that asked for no upgrade")
+        if head.status >= 200 or head.status == 101:
+            self.response_started = True
+            # A body delimited by the server's close can only reach the client the same way.
+            self.close_after = self.close_after or head.framing is Framing.UNTIL_CLOSE
+            self.upstream_reusable = head.keep_alive and request.version != "1.0"
+        close = self.close_after or self.client_eof
+        rendered = response_for_client(head, close, request.version, self.via)
+        self.transport.write(rendered)
+        self.conn.down += len(rendered)
+        if head.status == 101:
+            self.become_tunnel()
+            return True
+        return False
+
+    def become_tunnel(self) -> None:
+        upstream = self.upstream
+        assert upstream is not None
+        self.switching = True
+        self.conn.protocol = "http-upgrade"
+        end = UpstreamEnd(self.conn)
+        end.transport = upstream.transport
+        upstream.transport.set_protocol(end)
+        self.upstream = None
+        link(
+            self.conn,
+            self.transport,
+            end,
+            to_upstream=self.requests.take_buffered(),
+            to_client=bytes(self.responses.take_buffered()),
+        )
+
+    def response_complete(self) -> None:
+        self.awaiting_response = False
+        if self.close_after or self.client_eof:
+            self.drop_upstream()
+            self.transport.close()
+            return
+        if not self.upstream_reusable:
+            self.drop_upstream()
+        self.responses.start_next()
+        self.requests.start_next()
+        self.resume_client(_PIPELINED)
+        self.pump_requests()
+
+    def upstream_eof(self, upstream: HttpUpstream) -> None:
+        if upstream is not self.upstream:
+            return
+        self.responses.receive_eof()
+        self.pump_responses()
+
+    def upstream_lost(self, upstream: HttpUpstream, exc: Exception | None) -> None:
+        if upstream is not self.upstream:
+            return
+        self.upstream = None
+        self.conn.upstream = None
+        if self.awaiting_response:
+            detail = f"upstream closed mid-exchange: {exc}" if exc else "upstream closed mid-exchange"
+            self.upstream_failed(UpstreamFailed(detail))
+
+    def upstream_failed(self, exc: GatewayError) -> None:
+        self.awaiting_response = False
+        self.drop_upstream()
+        if self.response_started:
+            self.conn.set_outcome(exc.outcome, exc.detail)
+            self.transport.abort()  # the client must not take a truncated body as whole
+        else:
+            self.refuse_gateway(exc)
+
+    def drop_upstream(self) -> None:
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            self.conn.upstream = None
+            upstream.transport.close()
+
+    # -- answers of our own --
+
+    def refuse_gateway(self, exc: GatewayError) -> None:
+        extra = _PROXY_AUTHENTICATE if isinstance(exc, AuthFailed) else []
+        detail = "proxy authentication required" if isinstance(exc, AuthFailed) else exc.detail
+        self.refuse(exc.http_status, detail, exc.outcome, extra, log_detail=exc.detail)
+
+    def refuse(
+        self,
+        status: int,
+        detail: str,
+        outcome: Outcome,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        log_detail: str | None = None,
+    ) -> None:
+        self.conn.set_outcome(outcome, log_detail or detail)
+        self.switching = True
+        self.drop_upstream()
+        if not self.client_gone:
+            self.transport.write(error_response(status, detail, extra or []))
+            self.transport.close()

@@ -1,0 +1,30 @@
+"""The plain L4 entry: every connection goes to the listener's fixed target."""
+
+from __future__ import annotations
+
+from lanner.config.model import split_hostport
+from lanner.entry.base import EntryProtocol
+from lanner.net.dial import dial
+from lanner.net.relay import UpstreamEnd, link
+
+
+class TcpEntry(EntryProtocol):
+    def started(self) -> None:
+        self.conn.protocol = "tcp"
+        self.conn.handshake_done()
+        self.transport.pause_reading()
+        self.run(self._connect(), "dial")
+
+    def handle(self, data: bytes) -> None:  # reading is paused until linked
+        raise RuntimeError("tcp entry received data before its tunnel was linked")
+
+    async def _connect(self) -> None:
+        assert self.listener.config.target is not None
+        host, port = split_hostport(self.listener.config.target)
+        conn = self.conn
+        transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+        if self.client_gone:
+            transport.close()
+            return
+        conn.upstream = transport
+        link(conn, self.transport, upstream)

@@ -1,0 +1,1 @@
+"""The engine's moving parts: listeners, dialing, relaying, UDP association."""

@@ -1,0 +1,134 @@
+"""One accepted client connection: its record, its slot, its log line.
+
+A `Conn` is created when a listener admits a client and ends exactly once,
+when the client transport is lost. Whatever decides how the connection ended
+calls `set_outcome` (the first call wins); `ended` writes the log line and
+frees the listener slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from lanner.errors import Outcome
+
+if TYPE_CHECKING:
+    from lanner.net.listener import ListenerRuntime
+
+conn_log = logging.getLogger("lanner.conn")
+
+
+class Conn:
+    __slots__ = (
+        "id",
+        "listener",
+        "transport",
+        "upstream",
+        "client",
+        "protocol",
+        "user",
+        "dest",
+        "up",
+        "down",
+        "requests",
+        "started",
+        "outcome",
+        "detail",
+        "in_handshake",
+        "notes",
+        "_timer",
+        "_seen",
+        "_quiet_since",
+    )
+
+    def __init__(self, conn_id: int, listener: ListenerRuntime, transport: asyncio.Transport) -> None:
+        self.id = conn_id
+        self.listener = listener
+        self.transport = transport
+        self.upstream: asyncio.BaseTransport | None = None
+        peer = transport.get_extra_info("peername")
+        self.client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        self.protocol = "-"
+        self.user: str | None = None
+        self.dest: str | None = None
+        self.up = 0  # bytes client -> upstream
+        self.down = 0  # bytes upstream -> client
+        self.requests = 0
+        self.started = time.monotonic()
+        self.outcome: Outcome | None = None
+        self.detail = ""
+        self.in_handshake = True
+        self.notes: dict[str, Any] | None = None
+        self._seen = 0
+        self._quiet_since = self.started
+        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            listener.limits.handshake_timeout, self._handshake_expired
+        )
+
+    def set_outcome(self, outcome: Outcome, detail: str = "") -> None:
+        if self.outcome is None:
+            self.outcome = outcome
+            self.detail = detail
+
+    def note(self, key: str, value: Any) -> None:
+        """An extra field for the connection's log line."""
+        if self.notes is None:
+            self.notes = {}
+        self.notes[key] = value
+
+    def handshake_done(self) -> None:
+        self.in_handshake = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def abort(self, outcome: Outcome, detail: str = "") -> None:
+        """Close both sides now (timeouts, shutdown, a broken peer)."""
+        self.set_outcome(outcome, detail)
+        if self.upstream is not None:
+            self.upstream.abort()  # type: ignore[attr-defined]
+        self.transport.abort()
+
+    def idle_for(self, now: float) -> float:
+        """Seconds since bytes last moved, sampled by the listener's sweeper."""
+        seen = self.up + self.down + self.requests
+        if seen != self._seen:
+            self._seen = seen
+            self._quiet_since = now
+        return now - self._quiet_since
+
+    def ended(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.upstream is not None:
+            self.upstream.close()
+        self.listener.release(self)
+        if self.listener.services.log_connections:
+            conn_log.info("connection", extra={"fields": self.fields()})
+
+    def fields(self) -> dict[str, Any]:
+        fields = {
+            "id": self.id,
+            "listener": self.listener.name,
+            "client": self.client,
+            "proto": self.protocol,
+            "user": self.user,
+            "dest": self.dest,
+            "up": self.up,
+            "down": self.down,
+            "requests": self.requests or None,
+            "duration": round(time.monotonic() - self.started, 3),
+            "outcome": (self.outcome or Outcome.OK).value,
+            "detail": self.detail or None,
+        }
+        if self.notes:
+            fields.update(self.notes)
+        return fields
+
+    def _handshake_expired(self) -> None:
+        self._timer = None
+        self.abort(Outcome.HANDSHAKE_TIMEOUT, "client did not finish its handshake in time")

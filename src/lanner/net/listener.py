@@ -1,0 +1,102 @@
+"""Listener runtime: binding, admitting clients under a cap, idle sweeping.
+
+`Services` is what every listener shares (rules, resolver, credentials,
+connection ids). `ListenerRuntime` is one bound listener: its limits, its
+live connections, its refusal counter. Connections over the cap are accepted
+and closed at once (the kernel backlog is the only queue), counted, and
+reported in one log line per second rather than one per refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lanner.config.model import Limits, ListenerConfig, split_hostport
+from lanner.errors import Outcome
+from lanner.net.conn import Conn
+from lanner.net.resolver import Resolver
+from lanner.route.auth import Authenticator
+from lanner.route.rules import Router
+
+log = logging.getLogger("lanner")
+
+ACCEPT_BACKLOG = 4096
+
+
+@dataclass
+class Services:
+    router: Router
+    resolver: Resolver
+    auth: Authenticator
+    log_connections: bool = True
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+class ListenerRuntime:
+    def __init__(self, config: ListenerConfig, limits: Limits, services: Services) -> None:
+        self.config = config
+        self.name = config.name
+        self.limits = limits
+        self.services = services
+        self.live: set[Conn] = set()
+        self.refused = 0
+        self._refused_reported = 0
+        self._report: asyncio.TimerHandle | None = None
+        self.server: asyncio.Server | None = None
+        self.auth_required = services.auth.required if config.auth is None else config.auth
+
+    async def bind(self, factory: Callable[[], asyncio.Protocol], reuse_port: bool) -> None:
+        host, port = split_hostport(self.config.bind)
+        self.server = await asyncio.get_running_loop().create_server(
+            factory,
+            host,
+            port,
+            backlog=ACCEPT_BACKLOG,
+            reuse_port=reuse_port or None,
+            family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC,
+        )
+
+    def addresses(self) -> list[tuple[str, int]]:
+        if self.server is None:
+            return []
+        return [sock.getsockname()[:2] for sock in self.server.sockets]
+
+    def admit(self, transport: asyncio.Transport) -> Conn | None:
+        if len(self.live) >= self.limits.max_connections:
+            self.refused += 1
+            transport.abort()
+            if self._report is None:
+                self._report = asyncio.get_running_loop().call_later(1.0, self._report_refusals)
+            return None
+        conn = Conn(next(self.services.ids), self, transport)
+        self.live.add(conn)
+        return conn
+
+    def release(self, conn: Conn) -> None:
+        self.live.discard(conn)
+
+    def sweep_idle(self, now: float) -> None:
+        limit = self.limits.idle_timeout
+        for conn in [c for c in self.live if not c.in_handshake and c.idle_for(now) >= limit]:
+            conn.abort(Outcome.IDLE_TIMEOUT, f"no bytes for {limit:g}s")
+
+    def _report_refusals(self) -> None:
+        self._report = None
+        count = self.refused - self._refused_reported
+        self._refused_reported = self.refused
+        log.warning(
+            "listener at capacity: refused connections",
+            extra={
+                "fields": {
+                    "listener": self.name,
+                    "cap": self.limits.max_connections,
+                    "refused": count,
+                    "refused_total": self.refused,
+                }
+            },
+        )

@@ -1,0 +1,142 @@
+"""Moving bytes between a client and an upstream once both are connected.
+
+Two `asyncio.Protocol` ends, one per transport, each writing what it reads
+into the other's transport. Per chunk there is one write and one counter
+update, nothing else. Flow control: when a transport's write buffer passes its
+high-water mark, the *other* side stops reading until it drains. Half-close:
+an EOF from one side is passed on with `write_eof` while the other keeps
+flowing; the tunnel ends when both sides have sent EOF or either is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from lanner.errors import Outcome
+from lanner.net.conn import Conn
+
+WRITE_HIGH_WATER = 1024 * 1024
+
+
+class _End(asyncio.Protocol):
+    __slots__ = ("conn", "transport", "peer", "eof", "lost")
+
+    def __init__(self, conn: Conn) -> None:
+        self.conn = conn
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.peer: _End | None = None
+        self.eof = False
+        self.lost = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        peer = self.peer
+        if peer is None:
+            return True  # not linked yet: passed on at link time
+        if peer.eof or peer.lost or not peer.transport.can_write_eof():
+            self.transport.close()
+            peer.transport.close()
+            return False
+        peer.transport.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.peer is not None:
+            self.peer.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        peer = self.peer
+        if exc is not None:
+            self.conn.set_outcome(Outcome.RESET, f"{self.side} connection lost: {exc}")
+        if peer is not None and not peer.lost:
+            if exc is None:
+                peer.transport.close()
+            else:
+                peer.transport.abort()
+        self.ended()
+
+    side = "?"
+
+    def ended(self) -> None:
+        pass
+
+
+class ClientEnd(_End):
+    __slots__ = ()
+    side = "client"
+
+    def data_received(self, data: bytes) -> None:
+        self.peer.transport.write(data)  # type: ignore[union-attr]
+        self.conn.up += len(data)
+
+    def ended(self) -> None:
+        self.conn.ended()
+
+
+class UpstreamEnd(_End):
+    """Created by the dialer; holds anything the upstream says before the tunnel is linked."""
+
+    __slots__ = ("early",)
+    side = "upstream"
+
+    def __init__(self, conn: Conn) -> None:
+        super().__init__(conn)
+        self.early: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None:
+            self.early.append(data)
+            self.transport.pause_reading()
+            return
+        peer.transport.write(data)
+        self.conn.down += len(data)
+
+
+def link(
+    conn: Conn,
+    client: asyncio.Transport,
+    upstream: UpstreamEnd,
+    to_upstream: bytes = b"",
+    to_client: bytes = b"",
+    client_eof: bool = False,
+) -> None:
+    """Turn a handshaken client connection and a dialed upstream into a tunnel.
+
+    `to_upstream` is what the client sent past its handshake; `to_client` is
+    what the upstream sent that the entry already read (e.g. after a 101).
+    """
+    client_end = ClientEnd(conn)
+    client_end.transport = client
+    client.set_write_buffer_limits(WRITE_HIGH_WATER)
+    client_end.peer = upstream
+    upstream.peer = client_end
+    client.set_protocol(client_end)
+    if to_upstream:
+        upstream.transport.write(to_upstream)
+        conn.up += len(to_upstream)
+    early = [to_client] if to_client else []
+    early += upstream.early
+    upstream.early = []
+    for chunk in early:
+        client.write(chunk)
+        conn.down += len(chunk)
+    if upstream.eof:
+        upstream.eof = False
+        upstream.eof_received()
+    if client_eof:
+        client_end.eof_received()
+    if upstream.lost:
+        client.close()
+        return
+    upstream.transport.resume_reading()
+    client.resume_reading()

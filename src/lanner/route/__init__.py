@@ -1,0 +1,1 @@
+"""Deciding what a connection may do: destination rules and client authentication."""

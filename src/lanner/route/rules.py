@@ -1,0 +1,94 @@
+"""Destination rules: allow or deny by host glob, CIDR, port, listener and user.
+
+Rules are evaluated in order and the first whose criteria all match decides;
+with no match the destination is allowed. A rule with CIDRs needs the address
+a name resolves to; `check` says so (`NEED_ADDRESS`) instead of resolving, so
+a name denied by an earlier rule is never looked up. Destinations that are
+lanner's own listening addresses are always refused (no proxy loops).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from lanner.config.model import Rule
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Verdict(Enum):
+    ALLOW = auto()
+    DENY = auto()
+    NEED_ADDRESS = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    allow: bool
+    host_pattern: re.Pattern[str] | None
+    cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    ports: tuple[tuple[int, int], ...]
+    listeners: frozenset[str]
+    users: frozenset[str]
+
+
+def _compile(rule: Rule) -> _CompiledRule:
+    pattern = None
+    if rule.hosts:
+        alternatives = "|".join(fnmatch.translate(glob.lower()) for glob in rule.hosts)
+        pattern = re.compile(alternatives, re.IGNORECASE)
+    ports = []
+    for spec in rule.ports:
+        low, _, high = str(spec).partition("-")
+        ports.append((int(low), int(high or low)))
+    return _CompiledRule(
+        allow=rule.action == "allow",
+        host_pattern=pattern,
+        cidrs=tuple(rule.cidrs),
+        ports=tuple(ports),
+        listeners=frozenset(rule.listeners),
+        users=frozenset(rule.users),
+    )
+
+
+class Router:
+    def __init__(self, rules: Iterable[Rule], own_addresses: Iterable[tuple[str, int]]) -> None:
+        self._rules = tuple(_compile(rule) for rule in rules)
+        self._own_ports: dict[int, set[str]] = {}
+        for host, port in own_addresses:
+            self._own_ports.setdefault(port, set()).add(host)
+
+    def check(
+        self, listener: str, user: str | None, host: str, port: int, address: IPAddress | None
+    ) -> Verdict:
+        for rule in self._rules:
+            if rule.listeners and listener not in rule.listeners:
+                continue
+            if rule.users and user not in rule.users:
+                continue
+            if rule.ports and not any(low <= port <= high for low, high in rule.ports):
+                continue
+            if rule.host_pattern is not None and not rule.host_pattern.fullmatch(host):
+                continue
+            if rule.cidrs:
+                if address is None:
+                    return Verdict.NEED_ADDRESS
+                if not any(address in cidr for cidr in rule.cidrs):
+                    continue
+            return Verdict.ALLOW if rule.allow else Verdict.DENY
+        return Verdict.ALLOW
+
+    def is_own_address(self, address: IPAddress, port: int) -> bool:
+        hosts = self._own_ports.get(port)
+        if not hosts:
+            return False
+        text = str(address)
+        if text in hosts:
+            return True
+        wildcard = "0.0.0.0" in hosts or "::" in hosts
+        return wildcard and (address.is_loopback or address.is_unspecified)

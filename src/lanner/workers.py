@@ -1,0 +1,58 @@
+"""`--workers N`: N gateway processes sharing the listeners through SO_REUSEPORT.
+
+The supervisor forks the workers before any event loop exists, forwards
+SIGINT/SIGTERM to them, and exits 0 once all have exited cleanly. If one
+worker fails (a port it cannot bind), the others are stopped and the
+supervisor exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from types import FrameType
+
+from lanner.app import run
+from lanner.config.model import Config
+
+
+def supervise(config: Config) -> int:
+    children: list[int] = []
+    for index in range(config.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = run(config, announce=index == 0)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        children.append(pid)
+        time.sleep(0.02)
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for child in children:
+            _signal(child, signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    failed = False
+    remaining = set(children)
+    while remaining:
+        pid, status = os.wait()
+        remaining.discard(pid)
+        if os.waitstatus_to_exitcode(status) != 0 and not failed:
+            failed = True
+            for child in remaining:
+                _signal(child, signal.SIGTERM)
+    return 1 if failed else 0
+
+
+def _signal(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
