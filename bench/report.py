@@ -1,0 +1,226 @@
+"""Results plumbing for bench/run.sh: measurements in, one JSON line each; markdown out.
+
+    report.py wrk < WRK_OUTPUT             -> {"rps", "p50_ms", "p99_ms", "requests", "errors"}
+    report.py bulk SPEED:SIZE:CODE ...     -> {"mb_s": median, "runs": [...], "errors"}
+    report.py tag SUBJECT METRIC < JSON    -> the object with subject and metric added (one line)
+    report.py render RESULTS.jsonl OUT.md  -> the table, the targets and their ratios
+
+Subjects are the rows (direct, lanner, pproxy, ...); metrics are the columns
+(fwd, bulk_connect, bulk_socks5, new_connect, new_socks5, idle_connect, idle_socks5).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+import sys
+
+BIG_BYTES = 100_000_000
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+# Rows of the main table, in order: subject key -> label. Extra rows are reported apart.
+ROWS = [
+    ("direct", "direct (no proxy)"),
+    ("lanner", "**lanner** (1 worker, connection log on)"),
+    ("pproxy", "pproxy 2.7.9 (plain install: asyncio loop)"),
+    ("pproxy-uvloop", "pproxy 2.7.9 + uvloop (`pproxy[accelerated]`)"),
+    ("proxy.py", "proxy.py 2.4.10 (defaults: 1 acceptor + 1 worker per core)"),
+    ("squid", "squid (1 process, no cache, no access log)"),
+]
+EXTRA_ROWS = [
+    ("lanner-nolog", "lanner, `log.connections: false` (1 worker)"),
+    ("lanner-w2", "lanner `--workers 2` (connection log on)"),
+]
+COLUMNS = [
+    ("fwd", "HTTP forward, small, keep-alive (wrk)"),
+    ("bulk_connect", "100 MB via CONNECT (direct: plain GET)"),
+    ("bulk_socks5", "100 MB via SOCKS5"),
+    ("new_connect", "new CONNECT tunnels/s"),
+    ("new_socks5", "new SOCKS5 tunnels/s"),
+    ("idle_connect", "RSS per idle CONNECT tunnel"),
+    ("idle_socks5", "RSS per idle SOCKS5 tunnel"),
+]
+
+
+def parse_wrk(text: str) -> dict:
+    def ms(value: str) -> float | None:
+        match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+        return round(float(match.group(1)) * _UNITS_MS[match.group(2)], 3) if match else None
+
+    result: dict = {"rps": None, "p50_ms": None, "p99_ms": None, "requests": None, "errors": 0}
+    notes = []
+    for line in text.splitlines():
+        words = line.split()
+        if line.startswith("Requests/sec:"):
+            result["rps"] = float(words[1])
+        elif len(words) == 2 and words[0] in ("50%", "99%"):
+            result["p50_ms" if words[0] == "50%" else "p99_ms"] = ms(words[1])
+        elif "requests in" in line:
+            result["requests"] = int(words[0])
+        elif line.strip().startswith("Socket errors:"):
+            counts = [int(n) for n in re.findall(r"\d+", line)]
+            result["errors"] += sum(counts)
+            notes.append(line.strip())
+        elif line.startswith("Non-2xx"):
+            result["errors"] += int(words[-1])
+            notes.append(line.strip())
+    if notes:
+        result["notes"] = "; ".join(notes)
+    if result["rps"] is None:
+        result["notes"] = "wrk failed: " + " ".join(text.split())[:200]
+    return result
+
+
+def parse_bulk(runs: list[str]) -> dict:
+    speeds, errors = [], 0
+    for run in runs:
+        speed, _, rest = run.partition(":")
+        size, _, code = rest.partition(":")
+        try:
+            ok = int(float(size)) == BIG_BYTES and code == "200"
+            value = float(speed) / 1e6
+        except ValueError:
+            ok, value = False, 0.0
+        if ok:
+            speeds.append(value)
+        else:
+            errors += 1
+    return {
+        "mb_s": round(statistics.median(speeds), 1) if speeds and not errors else None,
+        "runs": [round(s, 1) for s in speeds],
+        "errors": errors,
+    }
+
+
+def load(path: str) -> dict[tuple[str, str], dict]:
+    results = {}
+    with open(path) as handle:
+        for line in handle:
+            if line.strip():
+                item = json.loads(line)
+                results[(item["subject"], item["metric"])] = item
+    return results
+
+
+def cell(item: dict | None, metric: str) -> str:
+    if item is None:
+        return "–"
+    if "unavailable" in item:
+        return f"failed ({item['unavailable']})"
+    if metric == "fwd":
+        if item.get("rps") is None:
+            return f"failed ({item.get('notes', '')})"
+        text = f"{item['rps']:,.0f} req/s, p50 {item['p50_ms']:.2f} ms, p99 {item['p99_ms']:.2f} ms"
+        return text + (f" ({item['notes']})" if item.get("errors") else "")
+    if metric.startswith("bulk"):
+        if item.get("mb_s") is None:
+            return f"failed ({item['errors']} of 3 downloads)"
+        return f"{item['mb_s']:,.0f} MB/s"
+    if metric.startswith("new"):
+        text = f"{item['tunnels_per_s']:,.0f}/s (p50 {item['p50_ms']} ms, p99 {item['p99_ms']} ms)"
+        return text + (f", {item['errors']} errors" if item.get("errors") else "")
+    if metric.startswith("idle"):
+        text = f"{item['per_tunnel_kib']:.1f} KiB ({item['opened']} open"
+        text += f", {item['processes']} processes" if item.get("processes", 1) > 1 else ""
+        return text + (f", {item['failed']} failed)" if item.get("failed") else ")")
+    return json.dumps(item)
+
+
+def value(results: dict, subject: str, metric: str) -> float | None:
+    item = results.get((subject, metric))
+    if item is None:
+        return None
+    key = {"fwd": "rps", "bulk": "mb_s", "new": "tunnels_per_s", "idle": "per_tunnel_kib"}[metric.split("_")[0]]
+    number = item.get(key)
+    if number is None:
+        return None
+    # A measurement with errors does not count as reached.
+    if metric.startswith("idle") and (item.get("failed") or item.get("opened", 0) < 1000):
+        return None
+    return float(number)
+
+
+def targets(results: dict) -> list[tuple[str, str, str, str]]:
+    """(target, measured, required, verdict) rows."""
+    rows = []
+
+    def ratio(label: str, metric: str, base: str, base_metric: str, need: float) -> None:
+        mine, theirs = value(results, "lanner", metric), value(results, base, base_metric)
+        if mine is None or theirs is None or theirs == 0:
+            rows.append((label, "not measured", f">= {need:g}x", "**n/a**"))
+            return
+        got = mine / theirs
+        rows.append((label, f"{mine:,.0f} / {theirs:,.0f} = **{got:.2f}x**", f">= {need:g}x",
+                     "pass" if got >= need else "**FAIL**"))
+
+    ratio("HTTP forward requests/s vs pproxy", "fwd", "pproxy", "fwd", 1.5)
+    ratio("CONNECT download vs direct", "bulk_connect", "direct", "bulk_connect", 0.6)
+    ratio("SOCKS5 download vs direct", "bulk_socks5", "direct", "bulk_connect", 0.6)
+    ratio("new CONNECT tunnels/s vs pproxy", "new_connect", "pproxy", "new_connect", 2.0)
+    ratio("new SOCKS5 tunnels/s vs pproxy", "new_socks5", "pproxy", "new_socks5", 2.0)
+    ratio("new CONNECT tunnels/s vs squid", "new_connect", "squid", "new_connect", 1.0)
+    for metric, label in (("idle_connect", "CONNECT"), ("idle_socks5", "SOCKS5")):
+        kib = value(results, "lanner", metric)
+        if kib is None:
+            rows.append((f"RSS per idle {label} tunnel", "not measured", "<= 10 KiB", "**n/a**"))
+        else:
+            rows.append((f"RSS per idle {label} tunnel", f"**{kib:.1f} KiB**", "<= 10 KiB",
+                         "pass" if kib <= 10 else "**FAIL**"))
+    return rows
+
+
+def render(results_path: str, out_path: str) -> str:
+    results = load(results_path)
+    lines = [
+        f"# lanner benchmark — {os.environ.get('BENCH_DATE', '?')}",
+        "",
+        f"Machine: {os.environ.get('BENCH_MACHINE', '?')}. Everything on 127.0.0.1: load generator, "
+        f"origin (nginx, 1 worker) and proxy share the cores, so compare ratios within one run, "
+        f"never absolute figures across runs. DUR={os.environ.get('DUR', '?')}s, "
+        f"{os.environ.get('CONC', '?')} concurrent clients for wrk and for new tunnels.",
+        "",
+    ]
+
+    def table(rows: list[tuple[str, str]]) -> None:
+        lines.append("| | " + " | ".join(label for _, label in COLUMNS) + " |")
+        lines.append("| --- " * (len(COLUMNS) + 1) + "|")
+        for subject, label in rows:
+            if any((subject, metric) in results for metric, _ in COLUMNS):
+                cells = [cell(results.get((subject, metric)), metric) for metric, _ in COLUMNS]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    table(ROWS)
+    lines += ["", "Not part of the targets (same run):", ""]
+    table(EXTRA_ROWS)
+    lines += ["", "## Targets (one lanner worker, ratios within this run)", "",
+              "| target | measured | required | verdict |", "| --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(results)]
+    text = "\n".join(lines) + "\n"
+    with open(out_path, "w") as handle:
+        handle.write(text)
+    return text
+
+
+def main(argv: list[str]) -> None:
+    command = argv[1] if len(argv) > 1 else ""
+    if command == "wrk":
+        print(json.dumps(parse_wrk(sys.stdin.read())))
+    elif command == "bulk":
+        print(json.dumps(parse_bulk(argv[2:])))
+    elif command == "tag" and len(argv) == 4:
+        text = sys.stdin.read().strip()
+        try:
+            item = json.loads(text.splitlines()[-1])
+        except (ValueError, IndexError):
+            item = {"unavailable": " ".join(text.split())[:160] or "no output"}
+        print(json.dumps({"subject": argv[2], "metric": argv[3], **item}))
+    elif command == "render" and len(argv) == 4:
+        sys.stdout.write(render(argv[2], argv[3]))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,186 @@
+"""Fixtures that start lanner from its CLI and real servers for it to reach."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+import yaml
+
+from tests.integration.servers import Origin, TcpEcho, UdpEcho, free_port
+
+STARTUP_TIMEOUT = 20.0
+
+
+class LannerProcess:
+    """`lanner run -c FILE` as a subprocess, the way a user starts it."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any],
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.config = config
+        for listener in config.setdefault("listeners", [{"name": "forward"}]):
+            listener.setdefault("bind", f"127.0.0.1:{free_port()}")
+        self.path = workdir / f"lanner-{id(self)}.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"lanner-{id(self)}.log"
+        self._log = self.log_path.open("wb")
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lanner", "run", "-c", str(self.path), *args],
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=full_env,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        self.announced = [self._next_line() for _ in config["listeners"]]
+
+    def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def _next_line(self) -> str:
+        try:
+            return self.lines.get(timeout=STARTUP_TIMEOUT)
+        except queue.Empty:
+            self.proc.kill()
+            raise AssertionError(f"lanner did not start; log:\n{self.log()}") from None
+
+    def addr(self, name: str | None = None) -> tuple[str, int]:
+        for listener in self.config["listeners"]:
+            if name is None or listener["name"] == name:
+                host, _, port = listener["bind"].rpartition(":")
+                return host.strip("[]"), int(port)
+        raise KeyError(name)
+
+    @property
+    def port(self) -> int:
+        return self.addr()[1]
+
+    @property
+    def http_proxy(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            if time.monotonic() > deadline:
+                raise AssertionError(f"log never matched {pattern!r}:\n{self.log()[-4000:]}")
+            time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError(f"lanner did not stop on signal {sig}") from None
+        self._log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_lanner(tmp_path: Path) -> Iterator[Any]:
+    """Start lanner processes; each must still be alive at the end and exit 0 on SIGTERM."""
+    started: list[LannerProcess] = []
+
+    def start(config: dict[str, Any], *args: str, env: dict[str, str] | None = None) -> LannerProcess:
+        process = LannerProcess(tmp_path, config, args, env)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        was_alive = process.alive()
+        code = process.stop()
+        assert was_alive, f"lanner exited during the test; log:\n{process.log()[-4000:]}"
+        assert code == 0, f"lanner exited {code}; log:\n{process.log()[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def module_lanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    started: list[LannerProcess] = []
+    workdir = tmp_path_factory.mktemp("lanner")
+
+    def start(config: dict[str, Any], *args: str) -> LannerProcess:
+        process = LannerProcess(workdir, config, args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        assert process.alive(), f"lanner exited during the module; log:\n{process.log()[-4000:]}"
+        assert process.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def origin() -> Iterator[Origin]:
+    server = Origin()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def test_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_file(test_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    test_ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tls_origin(test_ca: trustme.CA) -> Iterator[Origin]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    server = Origin(tls=context)
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def tcp_echo() -> Iterator[TcpEcho]:
+    server = TcpEcho()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def udp_echo() -> Iterator[UdpEcho]:
+    server = UdpEcho()
+    yield server
+    server.close()
