@@ -55,7 +55,8 @@ venv() { # dir packages... : create once, reuse after
     die "pip install $* failed, see $dir.log"
 }
 venv "$ENVS/peers" 'pproxy==2.7.9' 'proxy.py==2.4.10'  # no uvloop: pproxy as a plain install runs on asyncio
-venv "$ENVS/pproxy-uvloop" 'pproxy==2.7.9' "$UVLOOP_PIN"
+# pproxy 2.7.9 calls asyncio.get_event_loop() after uvloop.install(), which uvloop >= 0.22 refuses.
+venv "$ENVS/pproxy-uvloop" 'pproxy==2.7.9' 'uvloop==0.21.0'
 venv "$ENVS/load" "$UVLOOP_PIN" py-spy
 LOADPY=$ENVS/load/bin/python
 
@@ -194,6 +195,7 @@ pid_filename none
 coredump_dir $WORK
 max_filedescriptors 65536
 shutdown_lifetime 0 seconds
+pinger_enable off
 EOF
 
 # --- the run ---

@@ -94,7 +94,8 @@ class OriginHandler(BaseHTTPRequestHandler):
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if status not in (204, 304):
+            self.send_header("Content-Length", str(len(body)))
         if self.headers.get("Connection", "").lower() != "close":
             self.send_header("Connection", "keep-alive")
             self.send_header("Keep-Alive", "timeout=5")

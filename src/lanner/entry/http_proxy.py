@@ -240,7 +240,9 @@ class HttpProxySession(EntryProtocol):
 
     def upstream_data(self, upstream: HttpUpstream, data: bytes) -> None:
         if upstream is not self.upstream:
-            return  # a dial still completing, or a dropped connection: nothing asked for this
+            if upstream.transport is not None and self.upstream is None and self.paused & _DIALING:
+                self.responses.receive_data(data)  # spoke before the dial finished: kept for later
+            return
         self.responses.receive_data(data)
         try:
             self.pump_responses()

@@ -221,7 +221,7 @@ class HttpReader:
             target=collector.url,
             version=version,
             headers=collector.headers,
-            keep_alive=bool(parser.should_keep_alive()),
+            keep_alive=_keep_alive(version, collector.headers, proxy_connection=True),
             upgrade=_wants_upgrade(collector.headers),
             framing=framing,
             length=length,
@@ -242,7 +242,7 @@ class HttpReader:
             reason=reason[0],
             version=version,
             headers=collector.headers,
-            keep_alive=bool(parser.should_keep_alive()) and framing is not Framing.UNTIL_CLOSE,
+            keep_alive=_keep_alive(version, collector.headers) and framing is not Framing.UNTIL_CLOSE,
             framing=framing,
             length=length,
         )
@@ -461,6 +461,18 @@ def connection_tokens(headers: Headers) -> set[bytes]:
         for token in v.split(b",")
         if token.strip()
     }
+
+
+def _keep_alive(version: str, headers: Headers, proxy_connection: bool = False) -> bool:
+    """RFC 9112 section 9.3 (llhttp's own answer is reset once a head-only message completes)."""
+    tokens = connection_tokens(headers)
+    if proxy_connection:  # the pre-standard header clients still send to proxies
+        tokens |= {
+            v.strip().lower() for k, v in headers if k.lower() == b"proxy-connection"
+        }
+    if b"close" in tokens:
+        return False
+    return version != "1.0" or b"keep-alive" in tokens
 
 
 def _wants_upgrade(headers: Headers) -> bool:
