@@ -2,7 +2,8 @@
 
     report.py wrk < WRK_OUTPUT             -> {"rps", "p50_ms", "p99_ms", "requests", "errors"}
     report.py bulk SPEED:SIZE:CODE ...     -> {"mb_s": median, "runs": [...], "errors"}
-    report.py tag SUBJECT METRIC < JSON    -> the object with subject and metric added (one line)
+    report.py tag SUBJECT METRIC [K=V...] < JSON -> the object with subject, metric, K=V added
+    report.py cputicks PID                 -> CPU clock ticks (user + system) of PID's process tree
     report.py render RESULTS.jsonl OUT.md  -> the table, the targets and their ratios
 
 Subjects are the rows (direct, lanner, pproxy, ...); metrics are the columns
@@ -94,6 +95,41 @@ def parse_bulk(runs: list[str]) -> dict:
     }
 
 
+def tree(pid: int) -> list[int]:
+    """pid and all its descendants."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as handle:
+                    todo += [int(child) for child in handle.read().split()]
+        except OSError:
+            pass
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    total = 0
+    for member in tree(pid):
+        try:
+            with open(f"/proc/{member}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def proxy_cpu(item: dict) -> float | None:
+    """The proxy's CPU use during a measurement, in cores (1.0 = one core busy)."""
+    ticks, seconds = item.get("proxy_cpu_ticks"), item.get("seconds")
+    if ticks is None or not seconds:
+        return None
+    return ticks / os.sysconf("SC_CLK_TCK") / seconds
+
+
 def load(path: str) -> dict[tuple[str, str], dict]:
     results = {}
     with open(path) as handle:
@@ -113,19 +149,25 @@ def cell(item: dict | None, metric: str) -> str:
         if item.get("rps") is None:
             return f"failed ({item.get('notes', '')})"
         text = f"{item['rps']:,.0f} req/s, p50 {item['p50_ms']:.2f} ms, p99 {item['p99_ms']:.2f} ms"
-        return text + (f" ({item['notes']})" if item.get("errors") else "")
+        return text + _cpu_note(item) + (f" ({item['notes']})" if item.get("errors") else "")
     if metric.startswith("bulk"):
         if item.get("mb_s") is None:
             return f"failed ({item['errors']} of 3 downloads)"
         return f"{item['mb_s']:,.0f} MB/s"
     if metric.startswith("new"):
         text = f"{item['tunnels_per_s']:,.0f}/s (p50 {item['p50_ms']} ms, p99 {item['p99_ms']} ms)"
-        return text + (f", {item['errors']} errors" if item.get("errors") else "")
+        text += _cpu_note(item)
+        return text + (f", {item['errors']} errors: {item.get('first_error')}" if item.get("errors") else "")
     if metric.startswith("idle"):
         text = f"{item['per_tunnel_kib']:.1f} KiB ({item['opened']} open"
         text += f", {item['processes']} processes" if item.get("processes", 1) > 1 else ""
         return text + (f", {item['failed']} failed)" if item.get("failed") else ")")
     return json.dumps(item)
+
+
+def _cpu_note(item: dict) -> str:
+    cores = proxy_cpu(item)
+    return "" if cores is None else f", proxy CPU {cores:.2f}"
 
 
 def value(results: dict, subject: str, metric: str) -> float | None:
@@ -209,13 +251,18 @@ def main(argv: list[str]) -> None:
         print(json.dumps(parse_wrk(sys.stdin.read())))
     elif command == "bulk":
         print(json.dumps(parse_bulk(argv[2:])))
-    elif command == "tag" and len(argv) == 4:
+    elif command == "tag" and len(argv) >= 4:
         text = sys.stdin.read().strip()
         try:
             item = json.loads(text.splitlines()[-1])
         except (ValueError, IndexError):
             item = {"unavailable": " ".join(text.split())[:160] or "no output"}
+        for extra in argv[4:]:
+            key, _, number = extra.partition("=")
+            item[key] = float(number) if number else None
         print(json.dumps({"subject": argv[2], "metric": argv[3], **item}))
+    elif command == "cputicks" and len(argv) == 3:
+        print(cpu_ticks(int(argv[2])))
     elif command == "render" and len(argv) == 4:
         sys.stdout.write(render(argv[2], argv[3]))
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
-import signal
+import signal as signals
 import ssl
 import subprocess
 import sys
@@ -81,7 +81,8 @@ class LannerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_log(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
@@ -94,10 +95,17 @@ class LannerProcess:
                 raise AssertionError(f"log never matched {pattern!r}:\n{self.log()[-4000:]}")
             time.sleep(0.05)
 
+    def signal(self, sig: int = signals.SIGTERM) -> None:
+        """Signal lanner from the test: its exit is then expected, not a failure."""
+        self.exiting = True
+        self.proc.send_signal(sig)
+
+    exiting = False
+
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signals.SIGTERM, timeout: float = 30.0) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -122,7 +130,7 @@ def start_lanner(tmp_path: Path) -> Iterator[Any]:
 
     yield start
     for process in started:
-        was_alive = process.alive()
+        was_alive = process.alive() or process.exiting
         code = process.stop()
         assert was_alive, f"lanner exited during the test; log:\n{process.log()[-4000:]}"
         assert code == 0, f"lanner exited {code}; log:\n{process.log()[-4000:]}"

@@ -5,18 +5,29 @@ from __future__ import annotations
 from lanner.config.model import split_hostport
 from lanner.entry.base import EntryProtocol
 from lanner.net.dial import dial
+from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import UpstreamEnd, link
 
 
 class TcpEntry(EntryProtocol):
+    def __init__(self, listener: ListenerRuntime) -> None:
+        super().__init__(listener)
+        self.early: list[bytes] = []
+        self.client_eof = False
+
     def started(self) -> None:
         self.conn.protocol = "tcp"
         self.conn.handshake_done()
         self.transport.pause_reading()
         self.run(self._connect(), "dial")
 
-    def handle(self, data: bytes) -> None:  # reading is paused until linked
-        raise RuntimeError("tcp entry received data before its tunnel was linked")
+    def handle(self, data: bytes) -> None:
+        # uvloop may deliver what it already read even though reading is paused.
+        self.early.append(data)
+
+    def eof_received(self) -> bool:
+        self.client_eof = True
+        return True
 
     async def _connect(self) -> None:
         assert self.listener.config.target is not None
@@ -27,4 +38,4 @@ class TcpEntry(EntryProtocol):
             transport.close()
             return
         conn.upstream = transport
-        link(conn, self.transport, upstream)
+        link(conn, self.transport, upstream, b"".join(self.early), client_eof=self.client_eof)

@@ -188,6 +188,8 @@ class HttpReader:
         if end < 0:
             return self._head_incomplete(buf, pos)
         raw = buf[pos : end + 4]
+        if raw.find(_CRLF) > self.max_line:  # the same bound _head_incomplete applies to a partial line
+            raise ProtocolError("start line too long", 414 if self.is_request else 502)
         self._pos = end + 4
         if self.is_request:
             request = self._parse_request(raw)
@@ -198,18 +200,17 @@ class HttpReader:
     def _head_incomplete(self, buf: bytes, pos: int) -> _Sentinel:
         pending = len(buf) - pos
         line_end = buf.find(_CRLF, pos, pos + self.max_line + 2)
-        if line_end < 0 and pending > self.max_line:
-            raise ProtocolError("request line too long", 414 if self.is_request else 502)
-        if pending > self.max_head:
+        # Only fail once no completion could fit the limit _head applies to the whole head
+        # (a max_line line may still be waiting for its LF), so chunking never changes the verdict.
+        if line_end < 0 and pending >= self.max_line + 2:
+            raise ProtocolError("start line too long", 414 if self.is_request else 502)
+        if pending >= self.max_head + 4:
             raise ProtocolError("header section too large", 431 if self.is_request else 502)
         if self._eof and pending:
             raise ProtocolError("connection closed inside a message head", 400)
         return NEED_DATA
 
     def _parse_request(self, raw: bytes) -> RequestHead:
-        line_end = raw.find(_CRLF)
-        if line_end > self.max_line:
-            raise ProtocolError("request line too long", 414)
         collector = _HeadCollector()
         parser = httptools.HttpRequestParser(collector)
         _feed(parser, raw, 400)
