@@ -31,7 +31,7 @@ async def flood(port: int) -> tuple[int, int, int]:
         nonlocal failed
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 20)
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             failed += 1
             return
         opened.append(reader)
@@ -42,7 +42,7 @@ async def flood(port: int) -> tuple[int, int, int]:
     async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
         try:
             return await asyncio.wait_for(reader.read(1), 2) == b""
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return isinstance(reader.exception(), OSError) if reader.exception() else False
 
     results = await asyncio.gather(*(closed_by_peer(reader) for reader in opened))

@@ -54,7 +54,7 @@ def test_curl_every_entry_protocol(proxy: Any, origin: Origin, mode: list[str]) 
 
 @pytest.mark.parametrize("flag", ["-x", "--socks5-hostname"])
 def test_curl_https_through_tunnel(proxy: Any, tls_origin: Origin, ca_file: Path, flag: str) -> None:
-    target = "http://127.0.0.1:{}".format(proxy.port) if flag == "-x" else f"127.0.0.1:{proxy.port}"
+    target = f"http://127.0.0.1:{proxy.port}" if flag == "-x" else f"127.0.0.1:{proxy.port}"
     result = curl("--cacert", str(ca_file), flag, target, f"https://localhost:{tls_origin.port}/small")
     assert result.returncode == 0, result.stderr
     assert result.stdout == BODY

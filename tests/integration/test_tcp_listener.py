@@ -43,7 +43,7 @@ def test_tcp_listener_to_real_redis(start_lanner: Any) -> None:
     client.set("lanner:test", "through the tcp listener")
     assert client.get("lanner:test") == b"through the tcp listener"
     pipe = client.pipeline()
-    for index in range(100):
+    for _ in range(100):
         pipe.incr("lanner:counter")
     assert pipe.execute()[-1] >= 100
     client.delete("lanner:test", "lanner:counter")
