@@ -20,24 +20,11 @@ import resource
 import struct
 import sys
 
+from report import tree  # this directory is on sys.path when run as a script
+
 HOST = "127.0.0.1"
 WARMUP = 50
 SETTLE_S = 2.0
-
-
-def tree(pid: int) -> list[int]:
-    """pid and all its descendants."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    todo += [int(child) for child in handle.read().split()]
-        except OSError:
-            pass
-    return found
 
 
 def rss_kib(pid: int) -> int:

@@ -135,6 +135,7 @@ async def main(mode: str, proxy_port: int, origin_port: int, concurrency: int, s
 
     return {
         "tunnels_per_s": round(len(latencies) / elapsed, 1),
+        "seconds": round(elapsed, 2),
         "p50_ms": quantile(0.5),
         "p99_ms": quantile(0.99),
         "done": len(latencies),

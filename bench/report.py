@@ -221,7 +221,9 @@ def render(results_path: str, out_path: str) -> str:
         f"Machine: {os.environ.get('BENCH_MACHINE', '?')}. Everything on 127.0.0.1: load generator, "
         f"origin (nginx, 1 worker) and proxy share the cores, so compare ratios within one run, "
         f"never absolute figures across runs. DUR={os.environ.get('DUR', '?')}s, "
-        f"{os.environ.get('CONC', '?')} concurrent clients for wrk and for new tunnels.",
+        f"{os.environ.get('CONC', '?')} concurrent clients for wrk and for new tunnels. "
+        f"CPU busy before the run: {os.environ.get('BENCH_BUSY', '?')}. "
+        "\"proxy CPU\" is the proxy's CPU use during that measurement in cores (1.00 = one core).",
         "",
     ]
 
@@ -236,6 +238,17 @@ def render(results_path: str, out_path: str) -> str:
     table(ROWS)
     lines += ["", "Not part of the targets (same run):", ""]
     table(EXTRA_ROWS)
+    lines += ["", "Work per proxy CPU-second (the proxy's own user + system time during the run; this "
+              "depends less on how the shared cores were split than the rates above):", "",
+              "| | HTTP forward requests | new CONNECT tunnels | new SOCKS5 tunnels |", "| --- | --- | --- | --- |"]
+    for subject, label in ROWS + EXTRA_ROWS:
+        cells = []
+        for metric, key in (("fwd", "rps"), ("new_connect", "tunnels_per_s"), ("new_socks5", "tunnels_per_s")):
+            item = results.get((subject, metric))
+            cores = proxy_cpu(item) if item else None
+            cells.append(f"{item[key] / cores:,.0f}" if cores and item.get(key) else "–")
+        if any(c != "–" for c in cells):
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Targets (one lanner worker, ratios within this run)", "",
               "| target | measured | required | verdict |", "| --- | --- | --- | --- |"]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in targets(results)]

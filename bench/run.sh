@@ -112,12 +112,16 @@ start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
 wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/origin.err"
 
 # --- measurements: each appends one JSON line to $RESULTS ---
-record() { "$LOADPY" "$BENCH/report.py" tag "$1" "$2" >>"$RESULTS"; }
-measure_fwd() { # subject port
+record() { "$LOADPY" "$BENCH/report.py" tag "$@" >>"$RESULTS"; }  # subject metric [key=value...] < json
+cpu_ticks() { "$LOADPY" "$BENCH/report.py" cputicks "$1"; }
+measure_fwd() { # subject port pid
   say "$1: HTTP forward, wrk ${DUR}s"
+  local before after
+  before=$(cpu_ticks "$3")
   ORIGIN=http://127.0.0.1:$ORIGIN_PORT/small timeout $((DUR + 20)) \
-    wrk -t2 -c"$CONC" -d"${DUR}s" --latency -s "$BENCH/absolute.lua" "http://127.0.0.1:$2/" 2>&1 |
-    "$LOADPY" "$BENCH/report.py" wrk | record "$1" fwd
+    wrk -t2 -c"$CONC" -d"${DUR}s" --latency -s "$BENCH/absolute.lua" "http://127.0.0.1:$2/" >"$WORK/wrk.out" 2>&1
+  after=$(cpu_ticks "$3")
+  "$LOADPY" "$BENCH/report.py" wrk <"$WORK/wrk.out" | record "$1" fwd seconds="$DUR" proxy_cpu_ticks=$((after - before))
 }
 measure_direct_fwd() {
   say "direct: wrk ${DUR}s"
@@ -133,12 +137,16 @@ measure_bulk() { # subject metric curl-args... : median of 3 downloads of /big
   done
   "$LOADPY" "$BENCH/report.py" bulk "${runs[@]}" | record "$subject" "$metric"
 }
-measure_new() { # subject connect|socks5|direct port
+measure_new() { # subject connect|socks5|direct port [pid]
   say "$1: new $2 tunnels, ${DUR}s"
-  local metric=new_$2
+  local metric=new_$2 before after
   [ "$2" = direct ] && metric=new_connect
-  timeout $((DUR + 30)) "$LOADPY" "$BENCH/new_tunnels.py" "$2" "$3" "$ORIGIN_PORT" "$CONC" "$DUR" 2>&1 |
-    record "$1" "$metric"
+  before=$(cpu_ticks "${4:-0}")
+  timeout $((DUR + 30)) "$LOADPY" "$BENCH/new_tunnels.py" "$2" "$3" "$ORIGIN_PORT" "$CONC" "$DUR" >"$WORK/new.out" 2>&1
+  after=$(cpu_ticks "${4:-0}")
+  local extra=()
+  [ -n "${4:-}" ] && extra=(proxy_cpu_ticks=$((after - before)))
+  record "$1" "$metric" "${extra[@]}" <"$WORK/new.out"
 }
 measure_idle() { # subject connect|socks5 port command... : on a fresh process
   local subject=$1 mode=$2 port=$3; shift 3
@@ -158,11 +166,11 @@ suite() { # subject port socks5(yes|no) command... : every column for one proxy
   start "$WORK/$subject.log" "$@"
   local pid=$PID
   if wait_port "$port" "$pid"; then
-    measure_fwd "$subject" "$port"
+    measure_fwd "$subject" "$port" "$pid"
     measure_bulk "$subject" bulk_connect -p -x "http://127.0.0.1:$port"
     [ "$socks" = yes ] && measure_bulk "$subject" bulk_socks5 --socks5 "127.0.0.1:$port"
-    measure_new "$subject" connect "$port"
-    [ "$socks" = yes ] && measure_new "$subject" socks5 "$port"
+    measure_new "$subject" connect "$port" "$pid"
+    [ "$socks" = yes ] && measure_new "$subject" socks5 "$port" "$pid"
   else
     echo '{"unavailable": "did not start"}' | record "$subject" fwd
   fi
@@ -198,7 +206,17 @@ shutdown_lifetime 0 seconds
 pinger_enable off
 EOF
 
-# --- the run ---
+# --- the run: first, is anything else using the CPU? (the figures would be lower and noisier) ---
+busy_pct() { # machine-wide CPU busy % over 2 s
+  local a b
+  a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
+  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+  echo $(( 100 - 100 * idle / (total > 0 ? total : 1) ))
+}
+export BENCH_BUSY
+BENCH_BUSY="$(busy_pct)%"
+[ "${BENCH_BUSY%\%}" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY} busy before the run; figures will be low and noisy"
 say "results: $RESULTS, logs: $WORK"
 measure_direct_fwd
 measure_bulk direct bulk_connect
@@ -208,16 +226,16 @@ suite lanner "$LANNER_PORT" yes "$LANNER" run -c "$WORK/lanner.yaml"
 
 start "$WORK/lanner-nolog.log" "$LANNER" run -c "$WORK/lanner-nolog.yaml"
 if wait_port "$LANNER_PORT" "$PID"; then
-  measure_fwd lanner-nolog "$LANNER_PORT"
-  measure_new lanner-nolog connect "$LANNER_PORT"
-  measure_new lanner-nolog socks5 "$LANNER_PORT"
+  measure_fwd lanner-nolog "$LANNER_PORT" "$PID"
+  measure_new lanner-nolog connect "$LANNER_PORT" "$PID"
+  measure_new lanner-nolog socks5 "$LANNER_PORT" "$PID"
 fi
 stop "$PID"
 
 start "$WORK/lanner-w2.log" "$LANNER" run -c "$WORK/lanner.yaml" --workers 2
 if wait_port "$LANNER_PORT" "$PID"; then
   sleep 0.5  # the second worker binds 20 ms after the first
-  measure_fwd lanner-w2 "$LANNER_PORT"
+  measure_fwd lanner-w2 "$LANNER_PORT" "$PID"
 fi
 stop "$PID"
 
