@@ -4,6 +4,8 @@
     report.py bulk SPEED:SIZE:CODE ...     -> {"mb_s": median, "runs": [...], "errors"}
     report.py tag SUBJECT METRIC [K=V...] < JSON -> the object with subject, metric, K=V added
     report.py cputicks PID                 -> CPU clock ticks (user + system) of PID's process tree
+    report.py others ROOT_PID [BEFORE.json] -> per-process ticks outside ROOT_PID's tree (JSON);
+                                              with BEFORE: the ticks they used since, as a number
     report.py render RESULTS.jsonl OUT.md  -> the table, the targets and their ratios
 
 Subjects are the rows (direct, lanner, pproxy, ...); metrics are the columns
@@ -122,12 +124,37 @@ def cpu_ticks(pid: int) -> int:
     return total
 
 
-def proxy_cpu(item: dict) -> float | None:
-    """The proxy's CPU use during a measurement, in cores (1.0 = one core busy)."""
-    ticks, seconds = item.get("proxy_cpu_ticks"), item.get("seconds")
+def ticks_outside(root: int) -> dict[str, int]:
+    """CPU ticks of every process not in root's tree: what else loads the machine."""
+    mine = set(tree(root))
+    found = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in mine:
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+                found[name + ":" + fields[19]] = int(fields[11]) + int(fields[12])  # key: pid + start time
+            except (OSError, IndexError, ValueError):
+                pass
+    return found
+
+
+def others_since(root: int, before_path: str) -> int:
+    with open(before_path) as handle:
+        before = json.load(handle)
+    return sum(ticks - before.get(key, 0) for key, ticks in ticks_outside(root).items())
+
+
+def _cores(item: dict, key: str) -> float | None:
+    ticks, seconds = item.get(key), item.get("seconds")
     if ticks is None or not seconds:
         return None
     return ticks / os.sysconf("SC_CLK_TCK") / seconds
+
+
+def proxy_cpu(item: dict) -> float | None:
+    """The proxy's CPU use during a measurement, in cores (1.0 = one core busy)."""
+    return _cores(item, "proxy_cpu_ticks")
 
 
 def load(path: str) -> dict[tuple[str, str], dict]:
@@ -166,8 +193,11 @@ def cell(item: dict | None, metric: str) -> str:
 
 
 def _cpu_note(item: dict) -> str:
-    cores = proxy_cpu(item)
-    return "" if cores is None else f", proxy CPU {cores:.2f}"
+    cores, others = proxy_cpu(item), _cores(item, "others_cpu_ticks")
+    note = "" if cores is None else f", proxy CPU {cores:.2f}"
+    if others is not None and others >= 0.05:
+        note += f", **other processes CPU {others:.2f}**"
+    return note
 
 
 def value(results: dict, subject: str, metric: str) -> float | None:
@@ -223,7 +253,9 @@ def render(results_path: str, out_path: str) -> str:
         f"never absolute figures across runs. DUR={os.environ.get('DUR', '?')}s, "
         f"{os.environ.get('CONC', '?')} concurrent clients for wrk and for new tunnels. "
         f"CPU busy before the run: {os.environ.get('BENCH_BUSY', '?')}. "
-        "\"proxy CPU\" is the proxy's CPU use during that measurement in cores (1.00 = one core).",
+        "\"proxy CPU\" is the proxy's CPU use during that measurement in cores (1.00 = one core); "
+        "\"other processes CPU\" (shown when >= 0.05) is CPU used meanwhile by processes this "
+        "benchmark did not start: such figures are lower than the machine can do.",
         "",
     ]
 
@@ -274,6 +306,10 @@ def main(argv: list[str]) -> None:
             key, _, number = extra.partition("=")
             item[key] = float(number) if number else None
         print(json.dumps({"subject": argv[2], "metric": argv[3], **item}))
+    elif command == "others" and len(argv) == 3:
+        print(json.dumps(ticks_outside(int(argv[2]))))
+    elif command == "others" and len(argv) == 4:
+        print(others_since(int(argv[2]), argv[3]))
     elif command == "cputicks" and len(argv) == 3:
         print(cpu_ticks(int(argv[2])))
     elif command == "render" and len(argv) == 4:

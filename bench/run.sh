@@ -7,6 +7,7 @@
 # env: DUR=8 (seconds per wrk / new-tunnel run), CONC=50, BASE_PORT=18200 (origin; proxies
 # on the next five ports), LANNER=.venv/bin/lanner, BENCH_WORK=/tmp/lanner-bench-run,
 # BENCH_ENVS=/tmp/lanner-bench-envs (throwaway venvs for the peers and the load client),
+# QUIET_WAIT=SECONDS (wait up to that long for the machine to be under 10% busy first),
 # PROFILE=1 (after the measured lanner runs, an extra wrk run and an extra new-tunnel run
 # under py-spy; collapsed stacks land in BENCH_WORK).
 set -u
@@ -114,19 +115,25 @@ wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/or
 # --- measurements: each appends one JSON line to $RESULTS ---
 record() { "$LOADPY" "$BENCH/report.py" tag "$@" >>"$RESULTS"; }  # subject metric [key=value...] < json
 cpu_ticks() { "$LOADPY" "$BENCH/report.py" cputicks "$1"; }
+# CPU used by processes outside this script's tree (someone else's tests, a build) during a measurement
+others_start() { "$LOADPY" "$BENCH/report.py" others $$ >"$WORK/others.json"; }
+others_since() { "$LOADPY" "$BENCH/report.py" others $$ "$WORK/others.json"; }
 measure_fwd() { # subject port pid
   say "$1: HTTP forward, wrk ${DUR}s"
   local before after
+  others_start
   before=$(cpu_ticks "$3")
   ORIGIN=http://127.0.0.1:$ORIGIN_PORT/small timeout $((DUR + 20)) \
     wrk -t2 -c"$CONC" -d"${DUR}s" --latency -s "$BENCH/absolute.lua" "http://127.0.0.1:$2/" >"$WORK/wrk.out" 2>&1
   after=$(cpu_ticks "$3")
-  "$LOADPY" "$BENCH/report.py" wrk <"$WORK/wrk.out" | record "$1" fwd seconds="$DUR" proxy_cpu_ticks=$((after - before))
+  "$LOADPY" "$BENCH/report.py" wrk <"$WORK/wrk.out" |
+    record "$1" fwd seconds="$DUR" proxy_cpu_ticks=$((after - before)) others_cpu_ticks="$(others_since)"
 }
 measure_direct_fwd() {
   say "direct: wrk ${DUR}s"
-  timeout $((DUR + 20)) wrk -t2 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$ORIGIN_PORT/small" 2>&1 |
-    "$LOADPY" "$BENCH/report.py" wrk | record direct fwd
+  others_start
+  timeout $((DUR + 20)) wrk -t2 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$ORIGIN_PORT/small" >"$WORK/wrk.out" 2>&1
+  "$LOADPY" "$BENCH/report.py" wrk <"$WORK/wrk.out" | record direct fwd seconds="$DUR" others_cpu_ticks="$(others_since)"
 }
 measure_bulk() { # subject metric curl-args... : median of 3 downloads of /big
   say "$1: $2"
@@ -141,11 +148,12 @@ measure_new() { # subject connect|socks5|direct port [pid]
   say "$1: new $2 tunnels, ${DUR}s"
   local metric=new_$2 before after
   [ "$2" = direct ] && metric=new_connect
+  others_start
   before=$(cpu_ticks "${4:-0}")
   timeout $((DUR + 30)) "$LOADPY" "$BENCH/new_tunnels.py" "$2" "$3" "$ORIGIN_PORT" "$CONC" "$DUR" >"$WORK/new.out" 2>&1
   after=$(cpu_ticks "${4:-0}")
-  local extra=()
-  [ -n "${4:-}" ] && extra=(proxy_cpu_ticks=$((after - before)))
+  local extra=(others_cpu_ticks="$(others_since)")
+  [ -n "${4:-}" ] && extra+=(proxy_cpu_ticks=$((after - before)))
   record "$1" "$metric" "${extra[@]}" <"$WORK/new.out"
 }
 measure_idle() { # subject connect|socks5 port command... : on a fresh process
@@ -215,7 +223,13 @@ busy_pct() { # machine-wide CPU busy % over 2 s
   echo $(( 100 - 100 * idle / (total > 0 ? total : 1) ))
 }
 export BENCH_BUSY
-BENCH_BUSY="$(busy_pct)%"
+BENCH_BUSY=$(busy_pct)
+waited=0
+while [ "$BENCH_BUSY" -gt 10 ] && [ "$waited" -lt "${QUIET_WAIT:-0}" ]; do
+  say "machine ${BENCH_BUSY}% busy; waiting for it to quieten (QUIET_WAIT=${QUIET_WAIT}s)"
+  sleep 8; waited=$((waited + 10)); BENCH_BUSY=$(busy_pct)
+done
+BENCH_BUSY="$BENCH_BUSY%"
 [ "${BENCH_BUSY%\%}" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY} busy before the run; figures will be low and noisy"
 say "results: $RESULTS, logs: $WORK"
 measure_direct_fwd

@@ -216,6 +216,9 @@ class HttpReader:
         _feed(parser, raw, 400)
         method: bytes = parser.get_method()
         version: str = parser.get_http_version()
+        if version not in ("1.0", "1.1"):
+            # HTTP/0.9 has no headers to route by; HTTP/2+ never arrives in an HTTP/1 request line.
+            raise ProtocolError(f"unsupported HTTP version {version}", 400 if version < "1.0" else 505)
         framing, length = _request_framing(method, collector.headers)
         head = RequestHead(
             method=method,
@@ -473,7 +476,7 @@ def _keep_alive(version: str, headers: Headers, proxy_connection: bool = False) 
         }
     if b"close" in tokens:
         return False
-    return version != "1.0" or b"keep-alive" in tokens
+    return version not in ("0.9", "1.0") or b"keep-alive" in tokens
 
 
 def _wants_upgrade(headers: Headers) -> bool:
