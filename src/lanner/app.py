@@ -10,8 +10,10 @@ import asyncio
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 
+from lanner import logs
 from lanner.config.model import Config, ListenerConfig, split_hostport
 from lanner.entry.base import EntryProtocol
 from lanner.entry.forward import ForwardEntry
@@ -96,19 +98,23 @@ class Gateway:
             for conn in list(runtime.live):
                 conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
         await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
+        logs.flush()
 
     def _live(self) -> int:
         return sum(len(runtime.live) for runtime in self.listeners)
 
     def _sweep_interval(self) -> float:
-        shortest = min((runtime.limits.idle_timeout for runtime in self.listeners), default=60.0)
+        """A quarter of the shortest timeout: timeouts fire within 125% of their value."""
+        shortest = min(
+            (min(r.limits.idle_timeout, r.limits.handshake_timeout) for r in self.listeners), default=60.0
+        )
         return min(SWEEP_INTERVAL_MAX, shortest / 4)
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = time.monotonic()
         for runtime in self.listeners:
-            runtime.sweep_idle(now)
+            runtime.sweep(now)
         if not self.stopping.is_set():
             loop.call_later(self._sweep_interval(), self._sweep)
 

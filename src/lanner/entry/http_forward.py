@@ -10,7 +10,7 @@ from __future__ import annotations
 from http import HTTPStatus
 
 from lanner.wire.errors import ProtocolError
-from lanner.wire.http1 import Headers, RequestHead, ResponseHead, connection_tokens
+from lanner.wire.http1 import Headers, RequestHead, ResponseHead
 
 # RFC 9110 section 7.6.1 plus the legacy names every proxy strips.
 HOP_BY_HOP = frozenset(
@@ -26,6 +26,26 @@ HOP_BY_HOP = frozenset(
         b"proxy-authentication-info",
     }
 )
+_HOP_LENGTHS = frozenset(len(name) for name in HOP_BY_HOP)
+
+
+def _end_to_end(headers: Headers, named: frozenset[bytes], also: bytes = b"") -> list[bytes]:
+    """Header lines without the hop-by-hop ones, those named by Connection and `also`.
+
+    Names are compared by length first: most headers then cost no `lower()`.
+    """
+    dropped = HOP_BY_HOP | named if named else HOP_BY_HOP
+    lengths = _HOP_LENGTHS | {len(name) for name in named} if named else _HOP_LENGTHS
+    also_length = len(also)
+    lines: list[bytes] = []
+    for name, value in headers:
+        size = len(name)
+        if size in lengths or size == also_length:
+            lowered = name.lower()
+            if lowered in dropped or lowered == also:
+                continue
+        lines += (name, b": ", value, b"\r\n")
+    return lines
 
 
 def split_authority(authority: bytes, default_port: int | None) -> tuple[str, int]:
@@ -74,14 +94,9 @@ def request_for_origin(
     head: RequestHead, authority: bytes, path: bytes, close: bool, via: bool
 ) -> bytes:
     """The request head to send upstream: origin-form, own Host, hop-by-hop removed."""
-    dropped = HOP_BY_HOP | connection_tokens(head.headers)
     version = b"1.0" if head.version == "1.0" else b"1.1"
     lines = [head.method, b" ", path, b" HTTP/", version, b"\r\nHost: ", authority, b"\r\n"]
-    for name, value in head.headers:
-        lowered = name.lower()
-        if lowered in dropped or lowered == b"host":
-            continue
-        lines += (name, b": ", value, b"\r\n")
+    lines += _end_to_end(head.headers, head.connection, also=b"host")
     if head.upgrade:
         lines += (b"Connection: upgrade\r\nUpgrade: ", _upgrade_value(head.headers), b"\r\n")
     elif close:
@@ -94,15 +109,10 @@ def request_for_origin(
 
 def response_for_client(head: ResponseHead, close: bool, client_version: str, via: bool) -> bytes:
     """The response head to send the client: our version, hop-by-hop removed."""
-    upgrading = head.status == 101
-    dropped = HOP_BY_HOP | connection_tokens(head.headers)
     reason = head.reason or _reason(head.status).encode()
     lines = [b"HTTP/1.1 ", str(head.status).encode(), b" ", reason, b"\r\n"]
-    for name, value in head.headers:
-        if name.lower() in dropped:
-            continue
-        lines += (name, b": ", value, b"\r\n")
-    if upgrading:
+    lines += _end_to_end(head.headers, head.connection)
+    if head.status == 101:
         lines += (b"Connection: upgrade\r\nUpgrade: ", _upgrade_value(head.headers), b"\r\n")
     elif close:
         lines.append(b"Connection: close\r\n")

@@ -92,6 +92,8 @@ class HttpProxySession(EntryProtocol):
         self.upstream_reusable = False
         self.client_eof = False
         self.switching = False  # to a tunnel: stop parsing
+        self.upgrading = False  # a 101 was answered: the tunnel starts after this flush
+        self.to_upstream: list[bytes | memoryview] = []  # written once per pump
         self.paused = 0
         self.last_auth: bytes | None = None
         self.via = listener.config.via
@@ -106,27 +108,35 @@ class HttpProxySession(EntryProtocol):
         self.pump_requests()
 
     def pump_requests(self) -> None:
+        """Forward what the client sent; everything for the upstream goes out in one write."""
         reader = self.requests
+        pending = self.to_upstream
         try:
             while not self.paused & _DIALING and not self.switching:
                 event = reader.next_event()
                 if type(event) is BodyReceived:
-                    self.upstream.transport.write(event.data)  # type: ignore[union-attr]
+                    pending.append(event.data)
                     self.conn.up += len(event.data)
                 elif type(event) is RequestReceived:
                     self.on_request(event.head)
                 elif event is PAUSED:
                     if reader.buffered:
                         self.pause_client(_PIPELINED)
-                    return
+                    break
                 elif event is NEED_DATA:
-                    return
+                    break
                 elif type(event) is not MessageEnded:
                     raise AssertionError(event)
         except ProtocolError as exc:
             self.refuse(exc.reply_hint or 400, str(exc), Outcome.BAD_REQUEST)
         except GatewayError as exc:
             self.refuse_gateway(exc)
+        if pending and self.upstream is not None:
+            if len(pending) == 1:
+                self.upstream.transport.write(pending[0])
+            else:
+                self.upstream.transport.writelines(pending)
+            pending.clear()
 
     def on_request(self, head: RequestHead) -> None:
         conn = self.conn
@@ -148,7 +158,7 @@ class HttpProxySession(EntryProtocol):
         upstream = self.upstream
         self.conn.up += len(outgoing)
         if upstream is not None and upstream.key == key and not upstream.transport.is_closing():
-            upstream.transport.write(outgoing)
+            self.to_upstream.append(outgoing)
             return
         self.drop_upstream()
         self.pause_client(_DIALING)
@@ -250,27 +260,42 @@ class HttpProxySession(EntryProtocol):
             self.crash(exc)
 
     def pump_responses(self) -> None:
+        """Forward what the upstream sent; everything for the client goes out in one write."""
         reader = self.responses
-        client = self.transport
+        pending: list[bytes | memoryview] = []
         try:
             while True:
                 event = reader.next_event()
                 if type(event) is BodyReceived:
-                    client.write(event.data)
+                    pending.append(event.data)
                     self.conn.down += len(event.data)
                 elif type(event) is ResponseReceived:
-                    if self.on_response(event.head):
-                        return
+                    pending.append(self.on_response(event.head))
+                    if self.switching:
+                        break
                 elif type(event) is MessageEnded:
+                    self.flush_to_client(pending)
                     self.response_complete()
                     return
                 else:
-                    return
+                    break
         except ProtocolError as exc:
+            self.flush_to_client(pending)
             self.upstream_failed(UpstreamFailed(f"bad response from upstream: {exc}"))
+            return
+        self.flush_to_client(pending)
+        if self.switching and self.upgrading:
+            self.become_tunnel()
 
-    def on_response(self, head: ResponseHead) -> bool:
-        """Send the head on; True if the connection became a tunnel."""
+    def flush_to_client(self, pending: list[bytes | memoryview]) -> None:
+        if len(pending) == 1:
+            self.transport.write(pending[0])
+        elif pending:
+            self.transport.writelines(pending)
+        pending.clear()
+
+    def on_response(self, head: ResponseHead) -> bytes:
+        """The head to send the client (a 101 also marks the switch to a tunnel)."""
         if not self.awaiting_response:
             raise ProtocolError("response without a request")
         request = self.request
@@ -284,12 +309,10 @@ class HttpProxySession(EntryProtocol):
             self.upstream_reusable = head.keep_alive and request.version != "1.0"
         close = self.close_after or self.client_eof
         rendered = response_for_client(head, close, request.version, self.via)
-        self.transport.write(rendered)
         self.conn.down += len(rendered)
         if head.status == 101:
-            self.become_tunnel()
-            return True
-        return False
+            self.switching = self.upgrading = True
+        return rendered
 
     def become_tunnel(self) -> None:
         upstream = self.upstream

@@ -9,16 +9,14 @@ frees the listener slot.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from lanner import logs
 from lanner.errors import Outcome
 
 if TYPE_CHECKING:
     from lanner.net.listener import ListenerRuntime
-
-conn_log = logging.getLogger("lanner.conn")
 
 
 class Conn:
@@ -39,7 +37,6 @@ class Conn:
         "detail",
         "in_handshake",
         "notes",
-        "_timer",
         "_seen",
         "_quiet_since",
     )
@@ -49,8 +46,7 @@ class Conn:
         self.listener = listener
         self.transport = transport
         self.upstream: asyncio.BaseTransport | None = None
-        peer = transport.get_extra_info("peername")
-        self.client = f"{peer[0]}:{peer[1]}" if peer else "-"
+        self.client: tuple[Any, ...] | None = transport.get_extra_info("peername")
         self.protocol = "-"
         self.user: str | None = None
         self.dest: str | None = None
@@ -64,9 +60,6 @@ class Conn:
         self.notes: dict[str, Any] | None = None
         self._seen = 0
         self._quiet_since = self.started
-        self._timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
-            listener.limits.handshake_timeout, self._handshake_expired
-        )
 
     def set_outcome(self, outcome: Outcome, detail: str = "") -> None:
         if self.outcome is None:
@@ -81,9 +74,6 @@ class Conn:
 
     def handshake_done(self) -> None:
         self.in_handshake = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
     def abort(self, outcome: Outcome, detail: str = "") -> None:
         """Close both sides now (timeouts, shutdown, a broken peer)."""
@@ -91,6 +81,14 @@ class Conn:
         if self.upstream is not None:
             self.upstream.abort()  # type: ignore[attr-defined]
         self.transport.abort()
+
+    def check_timeouts(self, now: float, handshake_timeout: float, idle_timeout: float) -> None:
+        """Called by the listener's sweeper: no per-connection timers on the data path."""
+        if self.in_handshake:
+            if now - self.started >= handshake_timeout:
+                self.abort(Outcome.HANDSHAKE_TIMEOUT, "client did not finish its handshake in time")
+        elif self.idle_for(now) >= idle_timeout:
+            self.abort(Outcome.IDLE_TIMEOUT, f"no bytes for {idle_timeout:g}s")
 
     def idle_for(self, now: float) -> float:
         """Seconds since bytes last moved, sampled by the listener's sweeper."""
@@ -101,20 +99,17 @@ class Conn:
         return now - self._quiet_since
 
     def ended(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         if self.upstream is not None:
             self.upstream.close()
         self.listener.release(self)
         if self.listener.services.log_connections:
-            conn_log.info("connection", extra={"fields": self.fields()})
+            logs.record("lanner.conn", "connection", self.fields())
 
     def fields(self) -> dict[str, Any]:
         fields = {
             "id": self.id,
             "listener": self.listener.name,
-            "client": self.client,
+            "client": f"{self.client[0]}:{self.client[1]}" if self.client else "-",
             "proto": self.protocol,
             "user": self.user,
             "dest": self.dest,
@@ -128,7 +123,3 @@ class Conn:
         if self.notes:
             fields.update(self.notes)
         return fields
-
-    def _handshake_expired(self) -> None:
-        self._timer = None
-        self.abort(Outcome.HANDSHAKE_TIMEOUT, "client did not finish its handshake in time")

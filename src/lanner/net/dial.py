@@ -84,6 +84,8 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
 
 def _address_allowed(conn: Conn, host: str, port: int, address: str, verdict: Verdict) -> bool:
     router = conn.listener.services.router
+    if verdict is Verdict.ALLOW and not router.listens_on_port(port):
+        return True  # settled without parsing the address
     ip = ipaddress.ip_address(address)
     if router.is_own_address(ip, port):
         return False

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from lanner.config.model import Limits, ListenerConfig, split_hostport
-from lanner.errors import Outcome
 from lanner.net.conn import Conn
 from lanner.net.resolver import Resolver
 from lanner.route.auth import Authenticator
@@ -80,10 +79,11 @@ class ListenerRuntime:
     def release(self, conn: Conn) -> None:
         self.live.discard(conn)
 
-    def sweep_idle(self, now: float) -> None:
-        limit = self.limits.idle_timeout
-        for conn in [c for c in self.live if not c.in_handshake and c.idle_for(now) >= limit]:
-            conn.abort(Outcome.IDLE_TIMEOUT, f"no bytes for {limit:g}s")
+    def sweep(self, now: float) -> None:
+        """Enforce handshake and idle timeouts (see `Gateway._sweep` for the cadence)."""
+        handshake, idle = self.limits.handshake_timeout, self.limits.idle_timeout
+        for conn in list(self.live):
+            conn.check_timeouts(now, handshake, idle)
 
     def _report_refusals(self) -> None:
         self._report = None

@@ -21,7 +21,15 @@ DEFAULT_MAX_ENTRIES: Final = 4096
 def ip_literal(host: str) -> str | None:
     """The normalised address if `host` is an IP literal, else None."""
     try:
-        return str(ipaddress.ip_address(host.strip("[]")))
+        socket.inet_pton(socket.AF_INET, host)  # the common case, without building an object
+        return host
+    except OSError:
+        pass
+    host = host.strip("[]")
+    if ":" not in host:
+        return None
+    try:
+        return str(ipaddress.IPv6Address(host))
     except ValueError:
         return None
 

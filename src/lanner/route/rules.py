@@ -83,6 +83,9 @@ class Router:
             return Verdict.ALLOW if rule.allow else Verdict.DENY
         return Verdict.ALLOW
 
+    def listens_on_port(self, port: int) -> bool:
+        return port in self._own_ports
+
     def is_own_address(self, address: IPAddress, port: int) -> bool:
         hosts = self._own_ports.get(port)
         if not hosts:
