@@ -47,6 +47,21 @@ _UPSTREAM_FULL = 2
 _PIPELINED = 4
 
 
+_JOIN_LIMIT = 64 * 1024
+
+
+def _write_all(transport: asyncio.Transport, pending: list[bytes | memoryview]) -> None:
+    """One write for what one pump produced: joined when small (one send), else gathered."""
+    if len(pending) == 1:
+        transport.write(pending[0])
+    elif pending:
+        if sum(map(len, pending)) <= _JOIN_LIMIT:
+            transport.write(b"".join(pending))
+        else:
+            transport.writelines(pending)
+    pending.clear()
+
+
 class HttpUpstream(asyncio.Protocol):
     """The origin side of one HttpProxySession."""
 
@@ -132,11 +147,7 @@ class HttpProxySession(EntryProtocol):
         except GatewayError as exc:
             self.refuse_gateway(exc)
         if pending and self.upstream is not None:
-            if len(pending) == 1:
-                self.upstream.transport.write(pending[0])
-            else:
-                self.upstream.transport.writelines(pending)
-            pending.clear()
+            _write_all(self.upstream.transport, pending)
 
     def on_request(self, head: RequestHead) -> None:
         conn = self.conn
@@ -288,11 +299,7 @@ class HttpProxySession(EntryProtocol):
             self.become_tunnel()
 
     def flush_to_client(self, pending: list[bytes | memoryview]) -> None:
-        if len(pending) == 1:
-            self.transport.write(pending[0])
-        elif pending:
-            self.transport.writelines(pending)
-        pending.clear()
+        _write_all(self.transport, pending)
 
     def on_response(self, head: ResponseHead) -> bytes:
         """The head to send the client (a 101 also marks the switch to a tunnel)."""
