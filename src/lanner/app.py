@@ -44,9 +44,9 @@ def describe(listener: ListenerConfig) -> str:
 
 
 class Gateway:
-    def __init__(self, config: Config, announce: bool = True) -> None:
+    def __init__(self, config: Config, worker: int | None = None) -> None:
         self.config = config
-        self.announce = announce
+        self.announce = not worker  # the only process, or the first worker
         self.listeners: list[ListenerRuntime] = []
         self.stopping = asyncio.Event()
         own = [split_hostport(item.bind) for item in config.listeners]
@@ -55,6 +55,7 @@ class Gateway:
             resolver=Resolver(config.dns_cache_ttl),
             auth=Authenticator(config.users, required=bool(config.users)),
             log_connections=config.log.connections,
+            worker=worker,
         )
 
     async def start(self) -> None:
@@ -123,10 +124,10 @@ def _factory(entry: type[EntryProtocol], runtime: ListenerRuntime) -> Callable[[
     return lambda: entry(runtime)
 
 
-def run(config: Config, announce: bool = True) -> int:
-    """Run one gateway process to completion; the exit code."""
+def run(config: Config, worker: int | None = None) -> int:
+    """Run one gateway process (`worker` numbers it among several) to completion; the exit code."""
     try:
-        _runner(Gateway(config, announce).serve())
+        _runner(Gateway(config, worker).serve())
     except OSError as exc:
         print(f"lanner: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1

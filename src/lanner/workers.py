@@ -25,7 +25,7 @@ def supervise(config: Config) -> int:
         if pid == 0:
             code = 1
             try:
-                code = run(config, announce=index == 0)
+                code = run(config, worker=index)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -105,3 +105,4 @@ def test_workers_share_the_listener(start_lanner: Any, origin: Origin) -> None:
         sock.sendall(f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
         assert recv_until_close(sock).endswith(b"hello-from-origin\n")
     assert len(lanner.announced) == 1
+    lanner.wait_log(r"outcome=ok.* worker=[01]")

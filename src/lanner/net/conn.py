@@ -122,4 +122,7 @@ class Conn:
         }
         if self.notes:
             fields.update(self.notes)
+        worker = self.listener.services.worker
+        if worker is not None:
+            fields["worker"] = worker
         return fields

@@ -33,6 +33,7 @@ class Services:
     resolver: Resolver
     auth: Authenticator
     log_connections: bool = True
+    worker: int | None = None  # set when several processes share the listeners
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
