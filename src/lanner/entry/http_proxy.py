@@ -108,6 +108,7 @@ class HttpProxySession(EntryProtocol):
         self.client_eof = False
         self.switching = False  # to a tunnel: stop parsing
         self.upgrading = False  # a 101 was answered: the tunnel starts after this flush
+        self.tunnel_pending = False  # CONNECT is dialing
         self.to_upstream: list[bytes | memoryview] = []  # written once per pump
         self.paused = 0
         self.last_auth: bytes | None = None
@@ -120,6 +121,11 @@ class HttpProxySession(EntryProtocol):
 
     def handle(self, data: bytes) -> None:
         self.requests.receive_data(data)
+        if self.tunnel_pending:
+            # A client that talks before "200 Connection established" waits, boundedly.
+            if self.requests.buffered > self.listener.limits.max_header_bytes:
+                self.pause_client(_DIALING)
+            return
         self.pump_requests()
 
     def pump_requests(self) -> None:
@@ -206,9 +212,9 @@ class HttpProxySession(EntryProtocol):
     def start_tunnel(self, head: RequestHead, user: str | None) -> None:
         host, port = split_authority(head.target, None)
         self.conn.protocol = "connect"
-        self.switching = True
+        self.switching = True  # bytes from now on wait in the reader for the tunnel
+        self.tunnel_pending = True
         self.drop_upstream()
-        self.pause_client(_DIALING)
         self.run(self.open_tunnel(host, port), "connect")
 
     async def open_tunnel(self, host: str, port: int) -> None:
@@ -223,12 +229,19 @@ class HttpProxySession(EntryProtocol):
             return
         conn.upstream = transport
         self.transport.write(_CONNECTED)
-        link(conn, self.transport, upstream, self.requests.take_buffered(), client_eof=self.client_eof)
+        link(
+            conn,
+            self.transport,
+            upstream,
+            self.requests.take_buffered(),
+            client_eof=self.client_eof,
+            client_paused=bool(self.paused),
+        )
 
     def eof_received(self) -> bool:
         self.requests.receive_eof()
         self.client_eof = True
-        if self.awaiting_response or self.paused & _DIALING:
+        if self.awaiting_response or self.paused & _DIALING or self.tunnel_pending:
             return True  # finish the exchange in flight, then close
         if self.requests.buffered:
             self.pump_requests()

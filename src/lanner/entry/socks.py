@@ -136,7 +136,14 @@ class SocksEntry(EntryProtocol):
         else:
             self.transport.write(socks.socks5_reply(S5_SUCCEEDED, bound_host, bound_port))
         early = b"".join(self.early) + self.parser.trailing_data()
-        link(conn, self.transport, upstream, to_upstream=early, client_eof=self.client_eof)
+        link(
+            conn,
+            self.transport,
+            upstream,
+            to_upstream=early,
+            client_eof=self.client_eof,
+            client_paused=bool(self.early),
+        )
 
     async def _associate(self, host: str, port: int) -> None:
         client_ip = self.transport.get_extra_info("peername")[0]

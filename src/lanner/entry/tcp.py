@@ -38,4 +38,11 @@ class TcpEntry(EntryProtocol):
             transport.close()
             return
         conn.upstream = transport
-        link(conn, self.transport, upstream, b"".join(self.early), client_eof=self.client_eof)
+        link(
+            conn,
+            self.transport,
+            upstream,
+            b"".join(self.early),
+            client_eof=self.client_eof,
+            client_paused=True,
+        )

@@ -109,11 +109,13 @@ def link(
     to_upstream: bytes = b"",
     to_client: bytes = b"",
     client_eof: bool = False,
+    client_paused: bool = False,
 ) -> None:
     """Turn a handshaken client connection and a dialed upstream into a tunnel.
 
     `to_upstream` is what the client sent past its handshake; `to_client` is
     what the upstream sent that the entry already read (e.g. after a 101).
+    `client_paused` says the entry paused the client's reading.
     """
     client_end = ClientEnd(conn)
     client_end.transport = client
@@ -138,5 +140,8 @@ def link(
     if upstream.lost:
         client.close()
         return
-    upstream.transport.resume_reading()
-    client.resume_reading()
+    # Resume only what was paused: each pause/resume pair costs two epoll_ctl calls.
+    if early:
+        upstream.transport.resume_reading()
+    if client_paused:
+        client.resume_reading()
