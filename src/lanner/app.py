@@ -56,6 +56,7 @@ class Gateway:
             auth=Authenticator(config.users, required=bool(config.users)),
             log_connections=config.log.connections,
             worker=worker,
+            splice_after_bytes=config.splice_after_bytes,
         )
 
     async def start(self) -> None:

@@ -120,6 +120,11 @@ class Config(_Frozen):
     workers: int = Field(1, ge=1, le=256)
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open connections get to finish")
     dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
+    splice_after_bytes: int = Field(
+        1024 * 1024,
+        ge=0,
+        description="a tunnel moves to the zero-copy splice relay (Linux) after this many bytes; 0: never",
+    )
 
     @model_validator(mode="after")
     def _names_resolve(self) -> Config:

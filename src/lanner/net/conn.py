@@ -17,6 +17,7 @@ from lanner.errors import Outcome
 
 if TYPE_CHECKING:
     from lanner.net.listener import ListenerRuntime
+    from lanner.net.splice import SpliceRelay
 
 
 class Conn:
@@ -37,6 +38,7 @@ class Conn:
         "detail",
         "in_handshake",
         "notes",
+        "splice",
         "_seen",
         "_quiet_since",
     )
@@ -58,6 +60,7 @@ class Conn:
         self.detail = ""
         self.in_handshake = True
         self.notes: dict[str, Any] | None = None
+        self.splice: SpliceRelay | None = None
         self._seen = 0
         self._quiet_since = self.started
 
@@ -78,6 +81,8 @@ class Conn:
     def abort(self, outcome: Outcome, detail: str = "") -> None:
         """Close both sides now (timeouts, shutdown, a broken peer)."""
         self.set_outcome(outcome, detail)
+        if self.splice is not None:
+            self.splice.close(abort=True)  # its descriptor copies would keep the sockets open
         if self.upstream is not None:
             self.upstream.abort()  # type: ignore[attr-defined]
         self.transport.abort()
@@ -99,6 +104,8 @@ class Conn:
         return now - self._quiet_since
 
     def ended(self) -> None:
+        if self.splice is not None:
+            self.splice.close()
         if self.upstream is not None:
             self.upstream.close()
         self.listener.release(self)

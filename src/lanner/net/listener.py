@@ -34,6 +34,7 @@ class Services:
     auth: Authenticator
     log_connections: bool = True
     worker: int | None = None  # set when several processes share the listeners
+    splice_after_bytes: int = 0  # see lanner.net.splice
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 
 from lanner.errors import Outcome
+from lanner.net import splice
 from lanner.net.conn import Conn
 
 WRITE_HIGH_WATER = 1024 * 1024
+SPLICE_DRAIN_CHECKS = 50
 
 
 class _End(asyncio.Protocol):
-    __slots__ = ("conn", "transport", "peer", "eof", "lost")
+    __slots__ = ("conn", "transport", "peer", "eof", "lost", "splice_budget")
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -27,10 +29,48 @@ class _End(asyncio.Protocol):
         self.peer: _End | None = None
         self.eof = False
         self.lost = False
+        # Bytes this end may relay before the tunnel tries the splice relay (0: never).
+        after = conn.listener.services.splice_after_bytes
+        self.splice_budget = after if splice.AVAILABLE and after > 0 else -1
+
+    def try_splice(self, attempts: int = SPLICE_DRAIN_CHECKS) -> None:
+        """Hand a bulk tunnel to the splice relay once nothing is buffered on either side.
+
+        Reading stops on both sides while the transports' write buffers drain
+        (checked every millisecond, a bounded number of times); if they do not
+        drain, or either side ends meanwhile, the tunnel stays on this relay.
+        """
+        peer = self.peer
+        self.splice_budget = -1
+        if peer is None or self.eof or peer.eof or self.lost or peer.lost:
+            self._resume_both(peer)
+            return
+        peer.splice_budget = -1
+        if self.transport.get_write_buffer_size() or peer.transport.get_write_buffer_size():
+            self.transport.pause_reading()
+            peer.transport.pause_reading()
+            if attempts:
+                asyncio.get_running_loop().call_later(0.001, self.try_splice, attempts - 1)
+            else:
+                self._resume_both(peer)
+            return
+        self.transport.pause_reading()
+        peer.transport.pause_reading()
+        client, upstream = (self, peer) if isinstance(self, ClientEnd) else (peer, self)
+        splice.SpliceRelay(self.conn, client.transport, upstream.transport)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+
+    def _resume_both(self, peer: _End | None) -> None:
+        """Undo a splice attempt's pause, leaving flow control's own pauses in place."""
+        for end in (self, peer):
+            if end is None or end.lost or end.transport.is_closing():
+                continue
+            target = end.peer
+            if target is None or target.transport.get_write_buffer_size() < WRITE_HIGH_WATER:
+                end.transport.resume_reading()
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -76,7 +116,12 @@ class ClientEnd(_End):
 
     def data_received(self, data: bytes) -> None:
         self.peer.transport.write(data)  # type: ignore[union-attr]
-        self.conn.up += len(data)
+        size = len(data)
+        self.conn.up += size
+        if self.splice_budget > 0:
+            self.splice_budget -= size
+            if self.splice_budget <= 0:
+                self.try_splice()
 
     def ended(self) -> None:
         self.conn.ended()
@@ -99,7 +144,12 @@ class UpstreamEnd(_End):
             self.transport.pause_reading()
             return
         peer.transport.write(data)
-        self.conn.down += len(data)
+        size = len(data)
+        self.conn.down += size
+        if self.splice_budget > 0:
+            self.splice_budget -= size
+            if self.splice_budget <= 0:
+                self.try_splice()
 
 
 def link(
