@@ -64,7 +64,8 @@ class Tunnel(asyncio.Protocol):
             if self.buf[:2] != b"\x05\x00":
                 return self.fail(f"socks5 greeting answered {self.buf[:2]!r}")
             self.buf = self.buf[2:]
-            self.transport.write(b"\x05\x01\x00\x01" + bytes([127, 0, 0, 1]) + struct.pack("!H", self.origin_port))  # type: ignore[union-attr]
+            request = b"\x05\x01\x00\x01" + bytes([127, 0, 0, 1]) + struct.pack("!H", self.origin_port)
+            self.transport.write(request)  # type: ignore[union-attr]
             self.state = "reply"
         if self.state == "reply":
             if len(self.buf) < 10:  # IPv4 bound address: 10 bytes

@@ -4,16 +4,20 @@
 #
 #   bench/run.sh [OUT.md]      default OUT: $BENCH_WORK/results.md
 #
-# env: DUR=8 (seconds per wrk / new-tunnel run), CONC=50, BASE_PORT=18200 (origin; proxies
-# on the next five ports), LANNER=.venv/bin/lanner, BENCH_WORK=/tmp/lanner-bench-run,
+# env: DUR=8 (seconds per wrk / new-tunnel run), CONC=50,
+# ROUNDS=1 (passes over every proxy in turn; the report gives each rate's median and range:
+# use 3 on a noisy machine), BASE_PORT=18200 (origin; proxies on the next five ports),
+# LANNER=.venv/bin/lanner, BENCH_WORK=/tmp/lanner-bench-run,
 # BENCH_ENVS=/tmp/lanner-bench-envs (throwaway venvs for the peers and the load client),
-# QUIET_WAIT=SECONDS (wait up to that long for the machine to be under 10% busy first),
+# QUIET_WAIT=SECONDS (before each measurement, wait up to that long for the machine to be
+# under 10% busy: for a machine shared with other work),
 # PROFILE=1 (after the measured lanner runs, an extra wrk run and an extra new-tunnel run
 # under py-spy; collapsed stacks land in BENCH_WORK).
 set -u
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$BENCH")
-export DUR=${DUR:-8} CONC=${CONC:-50}
+export DUR=${DUR:-8} CONC=${CONC:-50} ROUNDS=${ROUNDS:-1}
+ROUND=0
 BASE=${BASE_PORT:-18200}
 WORK=${BENCH_WORK:-/tmp/lanner-bench-run}
 ENVS=${BENCH_ENVS:-/tmp/lanner-bench-envs}
@@ -113,12 +117,13 @@ start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
 wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/origin.err"
 
 # --- measurements: each appends one JSON line to $RESULTS ---
-record() { "$LOADPY" "$BENCH/report.py" tag "$@" >>"$RESULTS"; }  # subject metric [key=value...] < json
+record() { "$LOADPY" "$BENCH/report.py" tag "$@" round="$ROUND" >>"$RESULTS"; }  # subject metric [key=value...] < json
 cpu_ticks() { "$LOADPY" "$BENCH/report.py" cputicks "$1"; }
 # CPU used by processes outside this script's tree (someone else's tests, a build) during a measurement
 others_start() { "$LOADPY" "$BENCH/report.py" others $$ >"$WORK/others.json"; }
 others_since() { "$LOADPY" "$BENCH/report.py" others $$ "$WORK/others.json"; }
 measure_fwd() { # subject port pid
+  wait_quiet
   say "$1: HTTP forward, wrk ${DUR}s"
   local before after
   others_start
@@ -130,12 +135,14 @@ measure_fwd() { # subject port pid
     record "$1" fwd seconds="$DUR" proxy_cpu_ticks=$((after - before)) others_cpu_ticks="$(others_since)"
 }
 measure_direct_fwd() {
+  wait_quiet
   say "direct: wrk ${DUR}s"
   others_start
   timeout $((DUR + 20)) wrk -t2 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$ORIGIN_PORT/small" >"$WORK/wrk.out" 2>&1
   "$LOADPY" "$BENCH/report.py" wrk <"$WORK/wrk.out" | record direct fwd seconds="$DUR" others_cpu_ticks="$(others_since)"
 }
 measure_bulk() { # subject metric curl-args... : median of 3 downloads of /big
+  wait_quiet
   say "$1: $2"
   local subject=$1 metric=$2 runs=() i; shift 2
   for i in 1 2 3; do
@@ -145,6 +152,7 @@ measure_bulk() { # subject metric curl-args... : median of 3 downloads of /big
   "$LOADPY" "$BENCH/report.py" bulk "${runs[@]}" | record "$subject" "$metric"
 }
 measure_new() { # subject connect|socks5|direct port [pid]
+  wait_quiet
   say "$1: new $2 tunnels, ${DUR}s"
   local metric=new_$2 before after
   [ "$2" = direct ] && metric=new_connect
@@ -183,6 +191,7 @@ suite() { # subject port socks5(yes|no) command... : every column for one proxy
     echo '{"unavailable": "did not start"}' | record "$subject" fwd
   fi
   stop "$pid"
+  [ "$ROUND" = 1 ] || return 0  # memory per tunnel does not drift with the machine's load: once
   measure_idle "$subject" connect "$port" "$@"
   [ "$socks" = yes ] && measure_idle "$subject" socks5 "$port" "$@"
   return 0
@@ -214,78 +223,89 @@ shutdown_lifetime 0 seconds
 pinger_enable off
 EOF
 
+# the code measured: taken now, as the tree may change while the run goes on
+LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
+
 # --- the run: first, is anything else using the CPU? (the figures would be lower and noisier) ---
-busy_pct() { # machine-wide CPU busy % over 2 s
-  local a b
-  a=($(head -1 /proc/stat)); sleep 2; b=($(head -1 /proc/stat))
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )) total=0 i
+busy_pct() { # machine-wide CPU busy % over 1 s
+  local a b i total=0
+  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
+  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
   for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
   echo $(( 100 - 100 * idle / (total > 0 ? total : 1) ))
 }
+wait_quiet() { # with QUIET_WAIT=N: wait up to N s for the machine to be under 10% busy
+  [ "${QUIET_WAIT:-0}" -gt 0 ] || return 0
+  local waited=0 busy
+  busy=$(busy_pct)
+  while [ "$busy" -gt 10 ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
+    [ "$waited" = 0 ] && say "machine ${busy}% busy; waiting up to ${QUIET_WAIT}s for it to quieten"
+    sleep 2; waited=$((waited + 3)); busy=$(busy_pct)
+  done
+}
+wait_quiet
 export BENCH_BUSY
 BENCH_BUSY=$(busy_pct)
-waited=0
-while [ "$BENCH_BUSY" -gt 10 ] && [ "$waited" -lt "${QUIET_WAIT:-0}" ]; do
-  say "machine ${BENCH_BUSY}% busy; waiting for it to quieten (QUIET_WAIT=${QUIET_WAIT}s)"
-  sleep 8; waited=$((waited + 10)); BENCH_BUSY=$(busy_pct)
-done
+[ "$BENCH_BUSY" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY}% busy before the run; figures will be low and noisy"
 BENCH_BUSY="$BENCH_BUSY%"
-[ "${BENCH_BUSY%\%}" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY} busy before the run; figures will be low and noisy"
 say "results: $RESULTS, logs: $WORK"
-measure_direct_fwd
-measure_bulk direct bulk_connect
-measure_new direct direct 0
+for ROUND in $(seq "$ROUNDS"); do
+  [ "$ROUNDS" -gt 1 ] && say "round $ROUND of $ROUNDS"
+  measure_direct_fwd
+  measure_bulk direct bulk_connect
+  measure_new direct direct 0
 
-suite lanner "$LANNER_PORT" yes "$LANNER" run -c "$WORK/lanner.yaml"
+  suite lanner "$LANNER_PORT" yes "$LANNER" run -c "$WORK/lanner.yaml"
 
-start "$WORK/lanner-nolog.log" "$LANNER" run -c "$WORK/lanner-nolog.yaml"
-if wait_port "$LANNER_PORT" "$PID"; then
-  measure_fwd lanner-nolog "$LANNER_PORT" "$PID"
-  measure_new lanner-nolog connect "$LANNER_PORT" "$PID"
-  measure_new lanner-nolog socks5 "$LANNER_PORT" "$PID"
-fi
-stop "$PID"
-
-start "$WORK/lanner-w2.log" "$LANNER" run -c "$WORK/lanner.yaml" --workers 2
-if wait_port "$LANNER_PORT" "$PID"; then
-  sleep 0.5  # the second worker binds 20 ms after the first
-  measure_fwd lanner-w2 "$LANNER_PORT" "$PID"
-fi
-stop "$PID"
-
-if [ "${PROFILE:-0}" = 1 ]; then
-  start "$WORK/lanner-profile.log" "$LANNER" run -c "$WORK/lanner.yaml"
+  start "$WORK/lanner-nolog.log" "$LANNER" run -c "$WORK/lanner-nolog.yaml"
   if wait_port "$LANNER_PORT" "$PID"; then
-    for what in fwd new_connect; do
-      say "profiling lanner under $what (py-spy, not a measurement)"
-      "$ENVS/load/bin/py-spy" record --pid "$PID" --duration "$DUR" --rate 200 --format raw \
-        --output "$WORK/profile-$what.txt" >"$WORK/profile-$what.log" 2>&1 &
-      spy=$!
-      sleep 0.5
-      if [ $what = fwd ]; then
-        ORIGIN=http://127.0.0.1:$ORIGIN_PORT/small timeout $((DUR + 20)) \
-          wrk -t2 -c"$CONC" -d"${DUR}s" -s "$BENCH/absolute.lua" "http://127.0.0.1:$LANNER_PORT/" >/dev/null 2>&1
-      else
-        timeout $((DUR + 30)) "$LOADPY" "$BENCH/new_tunnels.py" connect "$LANNER_PORT" "$ORIGIN_PORT" "$CONC" "$DUR" >/dev/null 2>&1
-      fi
-      wait $spy
-    done
+    measure_fwd lanner-nolog "$LANNER_PORT" "$PID"
+    measure_new lanner-nolog connect "$LANNER_PORT" "$PID"
+    measure_new lanner-nolog socks5 "$LANNER_PORT" "$PID"
   fi
   stop "$PID"
-fi
 
-suite pproxy "$PPROXY_PORT" yes "$ENVS/peers/bin/pproxy" -l "http+socks4+socks5://127.0.0.1:$PPROXY_PORT"
-suite pproxy-uvloop "$PPROXY_UV_PORT" yes "$ENVS/pproxy-uvloop/bin/pproxy" -l "http+socks4+socks5://127.0.0.1:$PPROXY_UV_PORT"
-suite proxy.py "$PROXYPY_PORT" no "$ENVS/peers/bin/proxy" --hostname 127.0.0.1 --port "$PROXYPY_PORT"
-suite squid "$SQUID_PORT" no squid -N -f "$WORK/squid.conf"
+  start "$WORK/lanner-w2.log" "$LANNER" run -c "$WORK/lanner.yaml" --workers 2
+  if wait_port "$LANNER_PORT" "$PID"; then
+    sleep 0.5  # the second worker binds 20 ms after the first
+    measure_fwd lanner-w2 "$LANNER_PORT" "$PID"
+  fi
+  stop "$PID"
+
+  if [ "${PROFILE:-0}" = 1 ] && [ "$ROUND" = 1 ]; then
+    start "$WORK/lanner-profile.log" "$LANNER" run -c "$WORK/lanner.yaml"
+    if wait_port "$LANNER_PORT" "$PID"; then
+      for what in fwd new_connect; do
+        say "profiling lanner under $what (py-spy, not a measurement)"
+        "$ENVS/load/bin/py-spy" record --pid "$PID" --duration "$DUR" --rate 200 --format raw \
+          --output "$WORK/profile-$what.txt" >"$WORK/profile-$what.log" 2>&1 &
+        spy=$!
+        sleep 0.5
+        if [ $what = fwd ]; then
+          ORIGIN=http://127.0.0.1:$ORIGIN_PORT/small timeout $((DUR + 20)) \
+            wrk -t2 -c"$CONC" -d"${DUR}s" -s "$BENCH/absolute.lua" "http://127.0.0.1:$LANNER_PORT/" >/dev/null 2>&1
+        else
+          timeout $((DUR + 30)) "$LOADPY" "$BENCH/new_tunnels.py" connect "$LANNER_PORT" "$ORIGIN_PORT" "$CONC" "$DUR" >/dev/null 2>&1
+        fi
+        wait $spy
+      done
+    fi
+    stop "$PID"
+  fi
+
+  suite pproxy "$PPROXY_PORT" yes "$ENVS/peers/bin/pproxy" -l "http+socks4+socks5://127.0.0.1:$PPROXY_PORT"
+  suite pproxy-uvloop "$PPROXY_UV_PORT" yes "$ENVS/pproxy-uvloop/bin/pproxy" -l "http+socks4+socks5://127.0.0.1:$PPROXY_UV_PORT"
+  suite proxy.py "$PROXYPY_PORT" no "$ENVS/peers/bin/proxy" --hostname 127.0.0.1 --port "$PROXYPY_PORT"
+  suite squid "$SQUID_PORT" no squid -N -f "$WORK/squid.conf"
+done
 
 # --- the report ---
 export BENCH_DATE BENCH_MACHINE
 BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 BENCH_MACHINE="$(nproc) cores ($cpu), $(uname -m), Linux $(uname -r), $("$ROOT/.venv/bin/python" --version) for lanner"
-BENCH_MACHINE+=", lanner $("$LANNER" --version 2>&1 | awk '{print $NF}') at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-BENCH_MACHINE+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
+BENCH_MACHINE+=", lanner $("$LANNER" --version 2>&1 | awk '{print $NF}') at $LANNER_REV"
 BENCH_MACHINE+=", $(nginx -v 2>&1 | sed 's/.*: //'), $(squid -v | head -1 | sed 's/.*Version /squid /'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}')"
 "$LOADPY" "$BENCH/report.py" render "$RESULTS" "$OUT"
 say "wrote $OUT (raw results: $RESULTS)"
