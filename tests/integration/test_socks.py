@@ -42,6 +42,7 @@ def auth_proxy(module_lanner: Any) -> Any:
                 {"name": "alice", "password": "wonderland"},
                 {"name": "bob", "password": "builder", "socks4": True},
             ],
+            "rules": [{"action": "deny", "users": ["alice"], "ports": [9]}],
         }
     )
 
@@ -138,6 +139,21 @@ def test_socks5_username_password(auth_proxy: Any, tcp_echo: TcpEcho) -> None:
     assert echo_roundtrip(sock) == b"ping"
     sock.close()
     auth_proxy.wait_log(r"proto=socks5 user=alice .*outcome=ok")
+
+
+def test_rules_match_the_account_not_the_presented_name(auth_proxy: Any) -> None:
+    def connect_as(username: bytes, password: bytes) -> int:
+        sock = connect(auth_proxy.port)
+        assert socks5_greet(sock, b"\x02") == b"\x05\x02"
+        sock.sendall(b"\x01" + bytes([len(username)]) + username + bytes([len(password)]) + password)
+        assert recv_exact(sock, 2) == b"\x01\x00"
+        code = socks5_request(sock, 1, "127.0.0.1", 9)[1]
+        sock.close()
+        return code
+
+    assert connect_as(b"alice_country-us_session-7", b"wonderland") == 0x02  # the rule names alice
+    assert connect_as(b"bob", b"builder") == 0x05  # not denied: nothing listens on port 9
+    auth_proxy.wait_log(r"user=alice_country-us_session-7 .*outcome=denied")
 
 
 def test_socks5_no_acceptable_method_when_auth_required(auth_proxy: Any) -> None:

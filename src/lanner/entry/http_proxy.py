@@ -186,10 +186,11 @@ class HttpProxySession(EntryProtocol):
             return None
         credentials = header_value(head.headers, b"proxy-authorization")
         if credentials is None or credentials != self.last_auth:
-            _account, presented = self.listener.services.auth.verify_basic(credentials)
+            account, presented = self.listener.services.auth.verify_basic(credentials)
             self.last_auth = credentials
             self.conn.user = presented
-        return self.conn.user
+            self.conn.account = account
+        return self.conn.account
 
     async def open_upstream(self, key: tuple[str, int, str | None], outgoing: bytes) -> None:
         host, port, _ = key

@@ -80,7 +80,7 @@ class SocksEntry(EntryProtocol):
             self.transport.write(self.parser.auth_result(True))
             return
         try:
-            self.listener.services.auth.verify(event.username, event.password)
+            self.conn.account = self.listener.services.auth.verify(event.username, event.password)
         except AuthFailed as exc:
             self.transport.write(self.parser.auth_result(False))
             self._fail(exc.outcome, exc.detail)
@@ -104,7 +104,7 @@ class SocksEntry(EntryProtocol):
         self._request_received()
         if self.listener.auth_required:
             try:
-                self.listener.services.auth.verify_socks4(event.userid)
+                self.conn.account = self.listener.services.auth.verify_socks4(event.userid)
             except AuthFailed as exc:
                 self.transport.write(socks.socks4_reply(S4_REJECTED))
                 self._fail(exc.outcome, exc.detail)

@@ -29,6 +29,7 @@ class Conn:
         "client",
         "protocol",
         "user",
+        "account",
         "dest",
         "up",
         "down",
@@ -50,7 +51,8 @@ class Conn:
         self.upstream: asyncio.BaseTransport | None = None
         self.client: tuple[Any, ...] | None = transport.get_extra_info("peername")
         self.protocol = "-"
-        self.user: str | None = None
+        self.user: str | None = None  # the username as presented (may carry routing parameters)
+        self.account: str | None = None  # the verified account it names: what rules match
         self.dest: str | None = None
         self.up = 0  # bytes client -> upstream
         self.down = 0  # bytes upstream -> client

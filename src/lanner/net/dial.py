@@ -60,7 +60,7 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
     services = listener.services
     router = services.router
     conn.dest = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    verdict = router.check(listener.name, conn.user, host, port, None)
+    verdict = router.check(listener.name, conn.account, host, port, None)
     if verdict is Verdict.DENY:
         raise Denied(f"a rule denies {conn.dest}")
     loop = asyncio.get_running_loop()
@@ -90,5 +90,5 @@ def _address_allowed(conn: Conn, host: str, port: int, address: str, verdict: Ve
     if router.is_own_address(ip, port):
         return False
     if verdict is Verdict.NEED_ADDRESS:
-        return router.check(conn.listener.name, conn.user, host, port, ip) is Verdict.ALLOW
+        return router.check(conn.listener.name, conn.account, host, port, ip) is Verdict.ALLOW
     return True

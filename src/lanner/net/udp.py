@@ -101,7 +101,7 @@ class UdpAssociation:
         ip = ipaddress.ip_address(address)
         if router.is_own_address(ip, port):
             return False
-        verdict = router.check(self.conn.listener.name, self.conn.user, host, port, ip)
+        verdict = router.check(self.conn.listener.name, self.conn.account, host, port, ip)
         return verdict is Verdict.ALLOW
 
     def _send(self, address: str, port: int, payload: bytes) -> None:
