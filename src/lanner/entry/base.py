@@ -15,7 +15,9 @@ from typing import Any
 
 from lanner.errors import GatewayError, Outcome
 from lanner.net.conn import Conn
+from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
+from lanner.net.relay import UpstreamEnd
 from lanner.net.tasks import spawn
 
 log = logging.getLogger("lanner")
@@ -87,6 +89,19 @@ class EntryProtocol(asyncio.Protocol):
             self.transport.close()
         except Exception as exc:
             self.crash(exc)
+
+    async def dial_tunnel(self, host: str, port: int) -> UpstreamEnd | None:
+        """Open the upstream end of a tunnel; None if the client left meanwhile.
+
+        Raises GatewayError (the entry answers it in its own protocol).
+        """
+        conn = self.conn
+        transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+        if self.client_gone:
+            transport.close()
+            return None
+        conn.upstream = transport
+        return upstream
 
     @property
     def client_gone(self) -> bool:

@@ -219,19 +219,16 @@ class HttpProxySession(EntryProtocol):
         self.run(self.open_tunnel(host, port), "connect")
 
     async def open_tunnel(self, host: str, port: int) -> None:
-        conn = self.conn
         try:
-            transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+            upstream = await self.dial_tunnel(host, port)
         except GatewayError as exc:
             self.refuse_gateway(exc)
             return
-        if self.client_gone:
-            transport.close()
+        if upstream is None:
             return
-        conn.upstream = transport
         self.transport.write(_CONNECTED)
         link(
-            conn,
+            self.conn,
             self.transport,
             upstream,
             self.requests.take_buffered(),

@@ -19,9 +19,8 @@ from lanner.errors import (
     GatewayError,
     Outcome,
 )
-from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import UpstreamEnd, link
+from lanner.net.relay import link
 from lanner.net.udp import UdpAssociation
 from lanner.wire import socks
 from lanner.wire.errors import ProtocolError
@@ -120,17 +119,15 @@ class SocksEntry(EntryProtocol):
         self.conn.handshake_done()
 
     async def _connect(self, host: str, port: int) -> None:
-        conn = self.conn
         try:
-            transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+            upstream = await self.dial_tunnel(host, port)
         except GatewayError as exc:
             self._reply_failure(exc)
             return
-        if self.client_gone:
-            transport.close()
+        if upstream is None:
             return
-        conn.upstream = transport
-        bound_host, bound_port = transport.get_extra_info("sockname")[:2]
+        conn = self.conn
+        bound_host, bound_port = upstream.transport.get_extra_info("sockname")[:2]
         if self.parser.version == socks.SOCKS4_VERSION:
             self.transport.write(socks.socks4_reply(S4_GRANTED))
         else:

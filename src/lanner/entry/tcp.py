@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from lanner.config.model import split_hostport
 from lanner.entry.base import EntryProtocol
-from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import UpstreamEnd, link
+from lanner.net.relay import link
 
 
 class TcpEntry(EntryProtocol):
@@ -32,14 +31,11 @@ class TcpEntry(EntryProtocol):
     async def _connect(self) -> None:
         assert self.listener.config.target is not None
         host, port = split_hostport(self.listener.config.target)
-        conn = self.conn
-        transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
-        if self.client_gone:
-            transport.close()
+        upstream = await self.dial_tunnel(host, port)
+        if upstream is None:
             return
-        conn.upstream = transport
         link(
-            conn,
+            self.conn,
             self.transport,
             upstream,
             b"".join(self.early),
