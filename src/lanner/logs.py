@@ -20,8 +20,14 @@ from typing import Any, TextIO
 FLUSH_INTERVAL = 0.05
 
 
+_second: list[object] = [-1, ""]  # the last whole second formatted, and its text
+
+
 def _stamp(created: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(created % 1 * 1000):03d}Z"
+    whole = int(created)
+    if whole != _second[0]:  # strftime once per second, not once per line
+        _second[:] = [whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))]
+    return f"{_second[1]}.{int(created % 1 * 1000):03d}Z"
 
 
 def text_line(created: float, level: str, msg: str, fields: dict[str, Any] | None) -> str:
