@@ -31,7 +31,3 @@ def _finished(task: asyncio.Task[Any]) -> None:
     exc = task.exception()
     if exc is not None:
         log.error("task %s failed: %r", task.get_name(), exc, exc_info=exc)
-
-
-def running() -> int:
-    return len(_running)

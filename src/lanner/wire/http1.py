@@ -407,11 +407,6 @@ def header_value(headers: Headers, name: bytes) -> bytes | None:
     return found
 
 
-def connection_tokens(headers: Headers) -> frozenset[bytes]:
-    """The lowercase options named by Connection headers (RFC 9110 section 7.6.1)."""
-    return _HeadFacts(headers).connection
-
-
 _WATCHED_LENGTHS: Final = frozenset(
     len(name)
     for name in (b"content-length", b"transfer-encoding", b"connection", b"proxy-connection", b"upgrade")

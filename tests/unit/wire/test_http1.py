@@ -26,7 +26,6 @@ from lanner.wire.http1 import (
     RequestReceived,
     ResponseHead,
     ResponseReceived,
-    connection_tokens,
     header_value,
 )
 
@@ -676,9 +675,10 @@ def test_header_value_is_the_last_one_case_insensitively() -> None:
     assert header_value(headers, b"missing") is None
 
 
-def test_connection_tokens() -> None:
-    headers: Headers = [(b"Connection", b"Keep-Alive, X-Foo"), (b"connection", b" ,upgrade,")]
-    assert connection_tokens(headers) == {b"keep-alive", b"x-foo", b"upgrade"}
+def test_connection_tokens_are_gathered_on_the_head() -> None:
+    wire = b"GET http://a.test/ HTTP/1.1\r\nConnection: Keep-Alive, X-Foo\r\nconnection:  ,upgrade,\r\n\r\n"
+    head = heads(requests_in(wire))[0]
+    assert head.connection == {b"keep-alive", b"x-foo", b"upgrade"}
 
 
 # -- hypothesis: valid messages, every chunking --
