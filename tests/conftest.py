@@ -10,11 +10,17 @@ import pytest
 IN_CI = os.environ.get("CI") == "true"
 
 
+def require(available: bool, message: str) -> None:
+    """Skip when something this test needs is missing, except in CI, where that fails."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_binary(name: str) -> str:
     path = shutil.which(name)
-    if path is None:
-        message = f"{name} is not installed (scripts/system-deps.sh installs it)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require(path is not None, f"{name} is not installed (scripts/system-deps.sh installs it)")
+    assert path is not None
     return path

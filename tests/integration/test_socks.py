@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import require
 from tests.integration.raw import (
     connect,
     recv_exact,
@@ -61,8 +62,7 @@ def test_socks5_connect_ipv4_and_domain(proxy: Any, tcp_echo: TcpEcho, host: str
 
 
 def test_socks5_connect_ipv6(proxy: Any) -> None:
-    if not has_ipv6_loopback():
-        pytest.skip("this machine has no IPv6 loopback")
+    require(has_ipv6_loopback(), "this machine has no IPv6 loopback")
     echo = TcpEcho(host="::1")
     try:
         sock, code = socks5_connect(proxy.port, "::1", echo.port)

@@ -10,10 +10,14 @@ from typing import Any
 import pytest
 
 from lanner.net import splice
+from tests.conftest import require
 from tests.integration.raw import connect, recv_exact, recv_until_close, socks5_connect
 from tests.integration.servers import Origin, TcpEcho
 
-pytestmark = pytest.mark.skipif(not splice.AVAILABLE, reason="os.splice exists on Linux only")
+
+@pytest.fixture(autouse=True)
+def _needs_splice() -> None:
+    require(splice.AVAILABLE, "os.splice exists on Linux only")
 
 EARLY = 64 * 1024
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 
+from tests.conftest import require
 from tests.integration.raw import connect, recv_exact
 from tests.integration.servers import TcpEcho, free_port, refused_port
 
@@ -66,10 +67,10 @@ def test_ipv6_listener(start_lanner: Any, tcp_echo: TcpEcho) -> None:
     try:
         with socket.socket(socket.AF_INET6) as probe:
             probe.bind(("::1", 0))
+        has_v6 = True
     except OSError:
-        import pytest
-
-        pytest.skip("no IPv6 loopback on this machine")
+        has_v6 = False
+    require(has_v6, "no IPv6 loopback on this machine")
     port = free_port()
     lanner = start_lanner(
         {"listeners": [{"name": "v6", "type": "tcp", "bind": f"[::1]:{port}", "target": f"127.0.0.1:{tcp_echo.port}"}]}
