@@ -23,32 +23,29 @@ EARLY = 64 * 1024
 
 
 def test_echo_both_ways_across_the_switch(start_lanner: Any, tcp_echo: TcpEcho) -> None:
+    """Large blocks each way in turn: the tunnel switches within the first and stays exact."""
     lanner = start_lanner(
         {
             "splice_after_bytes": EARLY,
             "listeners": [{"name": "echo", "type": "tcp", "target": f"127.0.0.1:{tcp_echo.port}"}],
         }
     )
-    payload = hashlib.sha256(b"seed").digest() * (8 * 1024 * 1024 // 32)  # 8 MiB
+    block = hashlib.sha256(b"seed").digest() * (1024 * 1024 // 32)  # 1 MiB
+    blocks = [bytes([index]) + block[1:] for index in range(8)]
 
-    async def bulk() -> bytes:
+    async def ping_pong() -> list[bytes]:
         reader, writer = await asyncio.open_connection("127.0.0.1", lanner.port)
-
-        async def send() -> None:
-            for offset in range(0, len(payload), 65536):
-                writer.write(payload[offset : offset + 65536])
-                await writer.drain()
-            writer.write_eof()
-
-        sender = asyncio.ensure_future(send())
-        received = await reader.read()
-        await sender
+        echoed = []
+        for data in blocks:
+            writer.write(data)
+            await writer.drain()
+            echoed.append(await reader.readexactly(len(data)))
+        writer.write_eof()
+        assert await reader.read() == b""
         writer.close()
-        return received
+        return echoed
 
-    received = asyncio.run(bulk())
-    assert len(received) == len(payload)
-    assert received == payload
+    assert asyncio.run(ping_pong()) == blocks
     lanner.wait_log(r"up=8388608 down=8388608 .*outcome=ok.* relay=splice")
 
 

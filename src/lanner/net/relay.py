@@ -21,7 +21,7 @@ SPLICE_DRAIN_CHECKS = 50
 
 
 class _End(asyncio.Protocol):
-    __slots__ = ("conn", "transport", "peer", "eof", "lost", "splice_budget")
+    __slots__ = ("conn", "transport", "peer", "eof", "lost", "splice_budget", "draining")
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -32,6 +32,7 @@ class _End(asyncio.Protocol):
         # Bytes this end may relay before the tunnel tries the splice relay (0: never).
         after = conn.listener.services.splice_after_bytes
         self.splice_budget = after if splice.AVAILABLE and after > 0 else -1
+        self.draining = False  # paused by a splice attempt: flow control must not resume it
 
     def try_splice(self, attempts: int = SPLICE_DRAIN_CHECKS) -> None:
         """Hand a bulk tunnel to the splice relay once nothing is buffered on either side.
@@ -39,6 +40,9 @@ class _End(asyncio.Protocol):
         Reading stops on both sides while the transports' write buffers drain
         (checked every millisecond, a bounded number of times); if they do not
         drain, or either side ends meanwhile, the tunnel stays on this relay.
+        A stream saturated both ways at once (an echo) may never drain while
+        paused, because the far side blocks on its own unread output: such a
+        tunnel stays on this relay, which is correct, only not zero-copy.
         """
         peer = self.peer
         self.splice_budget = -1
@@ -49,6 +53,7 @@ class _End(asyncio.Protocol):
         if self.transport.get_write_buffer_size() or peer.transport.get_write_buffer_size():
             self.transport.pause_reading()
             peer.transport.pause_reading()
+            self.draining = peer.draining = True
             if attempts:
                 asyncio.get_running_loop().call_later(0.001, self.try_splice, attempts - 1)
             else:
@@ -56,6 +61,7 @@ class _End(asyncio.Protocol):
             return
         self.transport.pause_reading()
         peer.transport.pause_reading()
+        self.draining = peer.draining = False
         client, upstream = (self, peer) if isinstance(self, ClientEnd) else (peer, self)
         splice.SpliceRelay(self.conn, client.transport, upstream.transport)
 
@@ -65,6 +71,9 @@ class _End(asyncio.Protocol):
 
     def _resume_both(self, peer: _End | None) -> None:
         """Undo a splice attempt's pause, leaving flow control's own pauses in place."""
+        for end in (self, peer):
+            if end is not None:
+                end.draining = False
         for end in (self, peer):
             if end is None or end.lost or end.transport.is_closing():
                 continue
@@ -89,7 +98,7 @@ class _End(asyncio.Protocol):
             self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.peer is not None:
+        if self.peer is not None and not self.peer.draining:
             self.peer.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
