@@ -118,13 +118,12 @@ class LannerProcess:
         return self.proc.returncode
 
 
-@pytest.fixture
-def start_lanner(tmp_path: Path) -> Iterator[Any]:
+def _lanners(workdir: Path) -> Iterator[Any]:
     """Start lanner processes; each must still be alive at the end and exit 0 on SIGTERM."""
     started: list[LannerProcess] = []
 
     def start(config: dict[str, Any], *args: str, env: dict[str, str] | None = None) -> LannerProcess:
-        process = LannerProcess(tmp_path, config, args, env)
+        process = LannerProcess(workdir, config, args, env)
         started.append(process)
         return process
 
@@ -136,20 +135,14 @@ def start_lanner(tmp_path: Path) -> Iterator[Any]:
         assert code == 0, f"lanner exited {code}; log:\n{process.log()[-4000:]}"
 
 
+@pytest.fixture
+def start_lanner(tmp_path: Path) -> Iterator[Any]:
+    yield from _lanners(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def module_lanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    started: list[LannerProcess] = []
-    workdir = tmp_path_factory.mktemp("lanner")
-
-    def start(config: dict[str, Any], *args: str) -> LannerProcess:
-        process = LannerProcess(workdir, config, args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        assert process.alive(), f"lanner exited during the module; log:\n{process.log()[-4000:]}"
-        assert process.stop() == 0
+    yield from _lanners(tmp_path_factory.mktemp("lanner"))
 
 
 @pytest.fixture(scope="session")

@@ -114,6 +114,27 @@ class _End(asyncio.Protocol):
         self.ended()
 
     side = "?"
+    upward = True  # bytes read here go client -> upstream
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None:
+            self.hold(data)
+            return
+        peer.transport.write(data)
+        size = len(data)
+        if self.upward:
+            self.conn.up += size
+        else:
+            self.conn.down += size
+        if self.splice_budget > 0:
+            self.splice_budget -= size
+            if self.splice_budget <= 0:
+                self.try_splice()
+
+    def hold(self, data: bytes) -> None:
+        """Data before the tunnel is linked (only an upstream can speak first)."""
+        raise AssertionError(f"{self.side} end received data before it was linked")
 
     def ended(self) -> None:
         pass
@@ -122,15 +143,7 @@ class _End(asyncio.Protocol):
 class ClientEnd(_End):
     __slots__ = ()
     side = "client"
-
-    def data_received(self, data: bytes) -> None:
-        self.peer.transport.write(data)  # type: ignore[union-attr]
-        size = len(data)
-        self.conn.up += size
-        if self.splice_budget > 0:
-            self.splice_budget -= size
-            if self.splice_budget <= 0:
-                self.try_splice()
+    upward = True
 
     def ended(self) -> None:
         self.conn.ended()
@@ -141,24 +154,15 @@ class UpstreamEnd(_End):
 
     __slots__ = ("early",)
     side = "upstream"
+    upward = False
 
     def __init__(self, conn: Conn) -> None:
         super().__init__(conn)
         self.early: list[bytes] = []
 
-    def data_received(self, data: bytes) -> None:
-        peer = self.peer
-        if peer is None:
-            self.early.append(data)
-            self.transport.pause_reading()
-            return
-        peer.transport.write(data)
-        size = len(data)
-        self.conn.down += size
-        if self.splice_budget > 0:
-            self.splice_budget -= size
-            if self.splice_budget <= 0:
-                self.try_splice()
+    def hold(self, data: bytes) -> None:
+        self.early.append(data)
+        self.transport.pause_reading()
 
 
 def link(
