@@ -21,6 +21,9 @@ from lanner.entry.tcp import TcpEntry
 from lanner.errors import Outcome
 from lanner.net.listener import ListenerRuntime, Services
 from lanner.net.resolver import Resolver
+from lanner.record.recorder import Recorder
+from lanner.record.retention import Retention
+from lanner.record.sqlite import SqliteStore
 from lanner.route.auth import Authenticator
 from lanner.route.rules import Router
 
@@ -58,12 +61,25 @@ class Gateway:
             worker=worker,
             splice_after_bytes=config.splice_after_bytes,
         )
+        self.retention: Retention | None = None
+        if config.record.enabled:
+            path = config.store_path
+            self.services.recorder = Recorder(config.record, lambda: SqliteStore(path))
+            if not worker:  # one process prunes for all: the only one, or worker 0
+                self.retention = Retention(config.record.retention, lambda: SqliteStore(path))
 
     async def start(self) -> None:
+        if self.services.recorder is not None:
+            self.services.recorder.start()
+        if self.retention is not None:
+            self.retention.start()
         reuse_port = self.config.workers > 1
         for listener_config in self.config.listeners:
             runtime = ListenerRuntime(
-                listener_config, self.config.limits_for(listener_config), self.services
+                listener_config,
+                self.config.limits_for(listener_config),
+                self.services,
+                self.config.analyze_for(listener_config),
             )
             await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port)
             self.listeners.append(runtime)
@@ -101,6 +117,10 @@ class Gateway:
                 conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
         await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
         logs.flush()
+        if self.retention is not None:
+            await asyncio.to_thread(self.retention.stop)
+        if self.services.recorder is not None:
+            await asyncio.to_thread(self.services.recorder.stop)
 
     def _live(self) -> int:
         return sum(len(runtime.live) for runtime in self.listeners)

@@ -35,6 +35,8 @@ class LannerProcess:
         env: dict[str, str] | None = None,
     ) -> None:
         self.config = config
+        # Each lanner records into a store of its own inside the test's directory.
+        config.setdefault("data_dir", str(workdir / f"data-{id(self)}"))
         for listener in config.setdefault("listeners", [{"name": "forward"}]):
             listener.setdefault("bind", f"127.0.0.1:{free_port()}")
         self.path = workdir / f"lanner-{id(self)}.yaml"
@@ -71,6 +73,11 @@ class LannerProcess:
                 host, _, port = listener["bind"].rpartition(":")
                 return host.strip("[]"), int(port)
         raise KeyError(name)
+
+    @property
+    def store_path(self) -> Path:
+        record = self.config.get("record") or {}
+        return Path(record.get("path") or Path(self.config["data_dir"]) / "lanner.db")
 
     @property
     def port(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import socketserver
@@ -58,6 +59,15 @@ class OriginHandler(BaseHTTPRequestHandler):
                 part = block[: min(remaining, len(block))]
                 self.wfile.write(part)
                 remaining -= len(part)
+        elif route == "/gzip":
+            body = gzip.compress(json.dumps({"packed": True, "word": "zebracorn"}).encode())
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Set-Cookie", "session=topsecret; Path=/")
+            self.end_headers()
+            self.wfile.write(body)
         elif route == "/status":
             code = int(query.get("code", ["200"])[0])
             self._respond(f"status {code}\n".encode(), status=code)
@@ -207,6 +217,39 @@ class _UpgradeHandler(socketserver.StreamRequestHandler):
             if not data:
                 return
             self.request.sendall(data)
+
+
+class BulkServer:
+    """Answers every GET with `Content-Length: n` (from `?n=`) bytes sent as fast as sendall goes."""
+
+    def __init__(self) -> None:
+        self.server = _ThreadingTCP(("127.0.0.1", 0), _BulkHandler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _BulkHandler(socketserver.StreamRequestHandler):
+    block = b"\xa5" * (1 << 20)
+
+    def handle(self) -> None:
+        request_line = self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b""):
+            pass
+        query = parse_qs(urlsplit(request_line.split(b" ")[1].decode()).query)
+        size = int(query.get("n", ["1000000"])[0])
+        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % size)
+        sent = 0
+        try:
+            while sent < size:
+                part = self.block[: min(len(self.block), size - sent)]
+                self.request.sendall(part)
+                sent += len(part)
+        except OSError:
+            return
 
 
 class SilentServer:

@@ -8,6 +8,7 @@ with its default.
 from __future__ import annotations
 
 import ipaddress
+import os
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
@@ -81,6 +82,80 @@ class Rule(_Frozen):
     users: list[str] = Field(default_factory=list)
 
 
+def _duration(value: float | str) -> float:
+    """Seconds, or a number with a unit: 90s, 30m, 12h, 7d."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = value.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
+        return float(text[:-1]) * units[text[-1]]
+    raise ValueError(f"expected seconds or a duration like 30m, 12h, 7d; got {value!r}")
+
+
+def _size(value: int | str) -> int:
+    """Bytes, or a number with a unit: 512KiB, 100MiB, 2GiB (KB/MB/GB are read the same)."""
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper().replace("IB", "B")
+    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4, "B": 1}
+    for unit, factor in units.items():
+        number = text[: -len(unit)].strip()
+        if text.endswith(unit) and number.replace(".", "", 1).isdigit():
+            return int(float(number) * factor)
+    raise ValueError(f"expected bytes or a size like 64KiB, 500MiB, 2GiB; got {value!r}")
+
+
+Duration = Annotated[float | str, AfterValidator(_duration)]
+Size = Annotated[int | str, AfterValidator(_size)]
+Analyze = Literal["http", "none"]
+
+
+class RedactConfig(_Frozen):
+    """What is replaced by `[redacted]` before a flow reaches the store."""
+
+    headers: list[str] = Field(
+        default_factory=lambda: ["authorization", "proxy-authorization", "cookie", "set-cookie"],
+        description="header names whose values are redacted (case-insensitive)",
+    )
+    query_params: list[str] = Field(default_factory=list, description="URL query parameters")
+    json_fields: list[str] = Field(default_factory=list, description="keys in JSON bodies, at any depth")
+    patterns: list[str] = Field(
+        default_factory=list, description="regexes redacted in URLs, header values and text bodies"
+    )
+
+
+class RetentionConfig(_Frozen):
+    max_age: Duration | None = Field(7 * 86400.0, description="flows older than this are deleted")
+    max_size: Size | None = Field(1024**3, description="the store is kept under this size")
+    interval: Duration = Field(60.0, description="seconds between retention passes")
+
+
+class RecordConfig(_Frozen):
+    """Recording of connections and analyzed exchanges into the flow store."""
+
+    enabled: bool = True
+    path: str | None = Field(None, description="SQLite file; default: <data_dir>/lanner.db")
+    queue: int = Field(20_000, ge=1, description="records waiting for the writer; past it they are dropped")
+    batch: int = Field(1_000, ge=1, description="records written per transaction at most")
+    max_body: Size = Field(
+        1024 * 1024, description="bodies larger than this keep their first and last halves of it"
+    )
+    sample: float = Field(1.0, ge=0, le=1, description="share of exchanges kept (errors always are)")
+    sample_paths: dict[str, float] = Field(
+        default_factory=dict, description="path prefix -> share kept; the longest prefix wins"
+    )
+    redact: RedactConfig = Field(default_factory=lambda: RedactConfig())
+    retention: RetentionConfig = Field(default_factory=lambda: RetentionConfig())
+
+    @model_validator(mode="after")
+    def _rates(self) -> RecordConfig:
+        for prefix, rate in self.sample_paths.items():
+            if not 0 <= rate <= 1:
+                raise ValueError(f"sample_paths[{prefix!r}] must be between 0 and 1")
+        return self
+
+
 class ListenerConfig(_Frozen):
     name: str = Field(min_length=1)
     type: Literal["forward", "tcp"] = "forward"
@@ -92,6 +167,9 @@ class ListenerConfig(_Frozen):
     auth: bool | None = Field(None, description="require credentials; default: when users exist")
     target: HostPort | None = Field(None, description="tcp listener: where every connection goes")
     via: bool = Field(False, description="add a Via header to forwarded HTTP requests")
+    analyze: Analyze | None = Field(
+        None, description="parse and record traffic: forward default http (plain HTTP), tcp default none"
+    )
     limits: Limits | None = None
 
     @model_validator(mode="after")
@@ -120,6 +198,8 @@ class Config(_Frozen):
     workers: int = Field(1, ge=1, le=256)
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open connections get to finish")
     dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
+    data_dir: str = Field("./lanner-data", description="where lanner keeps its store (and later its CA)")
+    record: RecordConfig = Field(default_factory=lambda: RecordConfig())
     splice_after_bytes: int = Field(
         1024 * 1024,
         ge=0,
@@ -143,3 +223,12 @@ class Config(_Frozen):
 
     def limits_for(self, listener: ListenerConfig) -> Limits:
         return listener.limits or self.limits
+
+    def analyze_for(self, listener: ListenerConfig) -> Analyze:
+        if listener.analyze is not None:
+            return listener.analyze
+        return "http" if listener.type == "forward" else "none"
+
+    @property
+    def store_path(self) -> str:
+        return self.record.path or os.path.join(self.data_dir, "lanner.db")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lanner.errors import GatewayError, Outcome
@@ -90,13 +90,15 @@ class EntryProtocol(asyncio.Protocol):
         except Exception as exc:
             self.crash(exc)
 
-    async def dial_tunnel(self, host: str, port: int) -> UpstreamEnd | None:
+    async def dial_tunnel(
+        self, host: str, port: int, end: Callable[[], UpstreamEnd] | None = None
+    ) -> UpstreamEnd | None:
         """Open the upstream end of a tunnel; None if the client left meanwhile.
 
         Raises GatewayError (the entry answers it in its own protocol).
         """
         conn = self.conn
-        transport, upstream = await dial(conn, host, port, lambda: UpstreamEnd(conn))
+        transport, upstream = await dial(conn, host, port, end or (lambda: UpstreamEnd(conn)))
         if self.client_gone:
             transport.close()
             return None

@@ -10,6 +10,7 @@ connection into a tunnel.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from lanner.entry.base import EntryProtocol
 from lanner.entry.http_forward import (
@@ -23,6 +24,7 @@ from lanner.errors import AuthFailed, GatewayError, Outcome, UpstreamFailed
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
+from lanner.record.convert import Origin
 from lanner.wire.errors import ProtocolError
 from lanner.wire.http1 import (
     NEED_DATA,
@@ -37,6 +39,7 @@ from lanner.wire.http1 import (
     ResponseReceived,
     header_value,
 )
+from lanner.wire.http_exchange import BodyCapture, Exchange
 
 _PROXY_AUTHENTICATE = [(b"Proxy-Authenticate", b'Basic realm="lanner"')]
 _CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
@@ -97,8 +100,12 @@ class HttpProxySession(EntryProtocol):
     def __init__(self, listener: ListenerRuntime) -> None:
         super().__init__(listener)
         limits = listener.limits
-        self.requests = HttpReader(True, limits.max_header_bytes, limits.max_request_line)
-        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line)
+        self.recorder = listener.recorder
+        recording = self.recorder is not None
+        self.requests = HttpReader(True, limits.max_header_bytes, limits.max_request_line, recording)
+        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line, recording)
+        self.exchange: Exchange | None = None  # being recorded
+        self.origin: Origin | None = None
         self.upstream: HttpUpstream | None = None
         self.request: RequestHead | None = None
         self.awaiting_response = False
@@ -138,6 +145,8 @@ class HttpProxySession(EntryProtocol):
                 if type(event) is BodyReceived:
                     pending.append(event.data)
                     self.conn.up += len(event.data)
+                    if self.exchange is not None:
+                        self.capture(self.exchange.request, self.exchange.request_body, event.data, reader)
                 elif type(event) is RequestReceived:
                     self.on_request(event.head)
                 elif event is PAUSED:
@@ -146,7 +155,12 @@ class HttpProxySession(EntryProtocol):
                     break
                 elif event is NEED_DATA:
                     break
-                elif type(event) is not MessageEnded:
+                elif type(event) is MessageEnded:
+                    if self.exchange is not None:
+                        self.exchange.request_ended = time.time()
+                        if reader.trailers:  # the reader starts a new list for the next message
+                            self.exchange.request_trailers = reader.trailers
+                else:
                     raise AssertionError(event)
         except ProtocolError as exc:
             self.refuse(exc.reply_hint or 400, str(exc), Outcome.BAD_REQUEST)
@@ -164,6 +178,8 @@ class HttpProxySession(EntryProtocol):
         if head.method == b"CONNECT":
             self.start_tunnel(head, user)
             return
+        if self.recorder is not None:
+            self.exchange = Exchange(head, time.time(), self.recorder.max_body)
         authority, path = split_absolute(head.target)
         host, port = split_authority(authority, 80)
         self.close_after = not head.keep_alive
@@ -247,6 +263,8 @@ class HttpProxySession(EntryProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.drop_upstream()
+        if self.exchange is not None:
+            self.record_exchange("client closed the connection mid-exchange")
         super().connection_lost(exc)
 
     def pause_writing(self) -> None:
@@ -276,6 +294,9 @@ class HttpProxySession(EntryProtocol):
                 self.responses.receive_data(data)  # spoke before the dial finished: kept for later
             return
         self.responses.receive_data(data)
+        exchange = self.exchange
+        if exchange is not None and exchange.response_started is None:
+            exchange.response_started = time.time()
         try:
             self.pump_responses()
         except Exception as exc:  # the crash boundary for the upstream side
@@ -291,12 +312,18 @@ class HttpProxySession(EntryProtocol):
                 if type(event) is BodyReceived:
                     pending.append(event.data)
                     self.conn.down += len(event.data)
+                    if self.exchange is not None:
+                        self.capture(self.exchange.response, self.exchange.response_body, event.data, reader)
                 elif type(event) is ResponseReceived:
                     pending.append(self.on_response(event.head))
                     if self.switching:
                         break
                 elif type(event) is MessageEnded:
                     self.flush_to_client(pending)
+                    if self.exchange is not None:
+                        if reader.trailers:
+                            self.exchange.response_trailers = reader.trailers
+                        self.record_exchange()
                     self.response_complete()
                     return
                 else:
@@ -325,6 +352,12 @@ class HttpProxySession(EntryProtocol):
             # A body delimited by the server's close can only reach the client the same way.
             self.close_after = self.close_after or head.framing is Framing.UNTIL_CLOSE
             self.upstream_reusable = head.keep_alive and request.version != "1.0"
+        exchange = self.exchange
+        if exchange is not None:
+            if 100 <= head.status < 200 and head.status != 101:
+                exchange.interim_received(head, time.time())
+            else:
+                exchange.response_received(head, time.time())
         close = self.close_after or self.client_eof
         rendered = response_for_client(head, close, request.version, self.via)
         self.conn.down += len(rendered)
@@ -337,6 +370,9 @@ class HttpProxySession(EntryProtocol):
         assert upstream is not None
         self.switching = True
         self.conn.protocol = "http-upgrade"
+        if self.exchange is not None:
+            self.exchange.upgraded = True
+            self.record_exchange()
         end = UpstreamEnd(self.conn)
         end.transport = upstream.transport
         upstream.transport.set_protocol(end)
@@ -379,6 +415,7 @@ class HttpProxySession(EntryProtocol):
 
     def upstream_failed(self, exc: GatewayError) -> None:
         self.awaiting_response = False
+        self.record_exchange(exc.detail)
         self.drop_upstream()
         if self.response_started:
             self.conn.set_outcome(exc.outcome, exc.detail)
@@ -392,6 +429,33 @@ class HttpProxySession(EntryProtocol):
             self.upstream = None
             self.conn.upstream = None
             upstream.transport.close()
+
+    # -- recording --
+
+    def capture(
+        self,
+        head: RequestHead | ResponseHead | None,
+        capture: BodyCapture,
+        data: bytes | memoryview,
+        reader: HttpReader,
+    ) -> None:
+        if head is not None and head.framing is Framing.CHUNKED:
+            capture.add_spans(data, reader.payload_spans)
+        else:
+            capture.add(data)
+
+    def record_exchange(self, error: str | None = None) -> None:
+        exchange = self.exchange
+        if exchange is None or self.recorder is None:
+            return
+        self.exchange = None
+        if exchange.response_ended is None and error is None:
+            exchange.response_ended = time.time()
+        exchange.error = error
+        if self.origin is None or self.origin.user != self.conn.user:
+            conn = self.conn
+            self.origin = Origin(self.recorder.uid(conn), self.listener.name, conn.client_text, conn.user)
+        self.recorder.exchange(exchange, self.origin)
 
     # -- answers of our own --
 
@@ -409,6 +473,7 @@ class HttpProxySession(EntryProtocol):
         log_detail: str | None = None,
     ) -> None:
         self.conn.set_outcome(outcome, log_detail or detail)
+        self.record_exchange(f"lanner answered {status}: {log_detail or detail}")
         self.switching = True
         self.drop_upstream()
         if not self.client_gone:

@@ -1,11 +1,13 @@
-"""The plain L4 entry: every connection goes to the listener's fixed target."""
+"""The plain L4 entry: every connection goes to the listener's fixed target (analyzed if asked)."""
 
 from __future__ import annotations
 
 from lanner.config.model import split_hostport
 from lanner.entry.base import EntryProtocol
+from lanner.net.analyze import AnalyzedClientEnd, AnalyzedUpstreamEnd, Tap
 from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import link
+from lanner.record.convert import Origin
 
 
 class TcpEntry(EntryProtocol):
@@ -31,14 +33,22 @@ class TcpEntry(EntryProtocol):
     async def _connect(self) -> None:
         assert self.listener.config.target is not None
         host, port = split_hostport(self.listener.config.target)
-        upstream = await self.dial_tunnel(host, port)
+        conn, recorder = self.conn, self.listener.recorder
+        tap = None
+        if recorder is not None:
+            uid = recorder.uid(conn)
+            origin = Origin(uid, self.listener.name, conn.client_text, None, "http", host, port)
+            tap = Tap(conn, recorder, origin, recorder.max_body)
+        end = (lambda: AnalyzedUpstreamEnd(conn, tap)) if tap is not None else None
+        upstream = await self.dial_tunnel(host, port, end)
         if upstream is None:
             return
         link(
-            self.conn,
+            conn,
             self.transport,
             upstream,
             b"".join(self.early),
             client_eof=self.client_eof,
             client_paused=True,
+            client_end=AnalyzedClientEnd(conn, tap) if tap is not None else None,
         )

@@ -31,6 +31,7 @@ class Conn:
         "user",
         "account",
         "dest",
+        "sni",
         "up",
         "down",
         "requests",
@@ -54,6 +55,7 @@ class Conn:
         self.user: str | None = None  # the username as presented (may carry routing parameters)
         self.account: str | None = None  # the verified account it names: what rules match
         self.dest: str | None = None
+        self.sni: str | None = None  # the TLS server name a tunnel's first bytes carried
         self.up = 0  # bytes client -> upstream
         self.down = 0  # bytes upstream -> client
         self.requests = 0
@@ -111,17 +113,26 @@ class Conn:
         if self.upstream is not None:
             self.upstream.close()
         self.listener.release(self)
+        recorder = self.listener.services.recorder
+        if recorder is not None:
+            recorder.connection(self)
         if self.listener.services.log_connections:
             logs.record("lanner.conn", "connection", self.fields())
+
+    @property
+    def client_text(self) -> str:
+        client = self.client
+        return f"{client[0]}:{client[1]}" if client else "-"
 
     def fields(self) -> dict[str, Any]:
         fields = {
             "id": self.id,
             "listener": self.listener.name,
-            "client": f"{self.client[0]}:{self.client[1]}" if self.client else "-",
+            "client": self.client_text,
             "proto": self.protocol,
             "user": self.user,
             "dest": self.dest,
+            "sni": self.sni,
             "up": self.up,
             "down": self.down,
             "requests": self.requests or None,

@@ -15,12 +15,16 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from lanner.config.model import Limits, ListenerConfig, split_hostport
+from lanner.config.model import Analyze, Limits, ListenerConfig, split_hostport
 from lanner.net.conn import Conn
 from lanner.net.resolver import Resolver
 from lanner.route.auth import Authenticator
 from lanner.route.rules import Router
+
+if TYPE_CHECKING:
+    from lanner.record.recorder import Recorder
 
 log = logging.getLogger("lanner")
 
@@ -35,12 +39,17 @@ class Services:
     log_connections: bool = True
     worker: int | None = None  # set when several processes share the listeners
     splice_after_bytes: int = 0  # see lanner.net.splice
+    recorder: Recorder | None = None  # see lanner.record.recorder
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
 class ListenerRuntime:
-    def __init__(self, config: ListenerConfig, limits: Limits, services: Services) -> None:
+    def __init__(
+        self, config: ListenerConfig, limits: Limits, services: Services, analyze: Analyze = "none"
+    ) -> None:
         self.config = config
+        # The recorder this listener's analyzed traffic goes to (None: not analyzed).
+        self.recorder = services.recorder if analyze == "http" else None
         self.name = config.name
         self.limits = limits
         self.services = services

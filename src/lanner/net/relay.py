@@ -15,6 +15,7 @@ import asyncio
 from lanner.errors import Outcome
 from lanner.net import splice
 from lanner.net.conn import Conn
+from lanner.wire import tls_hello
 
 WRITE_HIGH_WATER = 1024 * 1024
 SPLICE_DRAIN_CHECKS = 50
@@ -149,6 +150,22 @@ class ClientEnd(_End):
         self.conn.ended()
 
 
+class SniProbe(ClientEnd):
+    """A client end that looks at the tunnel's first bytes once for a TLS server name.
+
+    After the first chunk it becomes a plain `ClientEnd` (same slots), so the
+    rest of the tunnel pays nothing for the probe.
+    """
+
+    __slots__ = ()
+
+    def data_received(self, data: bytes) -> None:
+        self.__class__ = ClientEnd  # type: ignore[assignment]
+        if tls_hello.looks_like_tls(data):
+            self.conn.sni = tls_hello.server_name(data)
+        ClientEnd.data_received(self, data)
+
+
 class UpstreamEnd(_End):
     """Created by the dialer; holds anything the upstream says before the tunnel is linked."""
 
@@ -173,28 +190,29 @@ def link(
     to_client: bytes = b"",
     client_eof: bool = False,
     client_paused: bool = False,
+    client_end: ClientEnd | None = None,
 ) -> None:
     """Turn a handshaken client connection and a dialed upstream into a tunnel.
 
     `to_upstream` is what the client sent past its handshake; `to_client` is
     what the upstream sent that the entry already read (e.g. after a 101).
-    `client_paused` says the entry paused the client's reading.
+    `client_paused` says the entry paused the client's reading. `client_end`
+    replaces the plain client end (an analyzing one, say).
     """
-    client_end = ClientEnd(conn)
+    if client_end is None:
+        client_end = SniProbe(conn)
     client_end.transport = client
     client.set_write_buffer_limits(WRITE_HIGH_WATER)
     client_end.peer = upstream
     upstream.peer = client_end
     client.set_protocol(client_end)
     if to_upstream:
-        upstream.transport.write(to_upstream)
-        conn.up += len(to_upstream)
+        client_end.data_received(to_upstream)
     early = [to_client] if to_client else []
     early += upstream.early
     upstream.early = []
     for chunk in early:
-        client.write(chunk)
-        conn.down += len(chunk)
+        upstream.data_received(chunk)
     if upstream.eof:
         upstream.eof = False
         upstream.eof_received()

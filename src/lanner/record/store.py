@@ -1,0 +1,51 @@
+"""What every flow store offers (SQLite today, PostgreSQL next).
+
+A store is used from one thread at a time: the recorder's writer thread owns
+one instance for writing, and each reader (CLI, admin API) opens its own.
+Stores never see the event loop. SQL and schema live in one module per
+backend; nothing outside the backend builds SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from lanner.record.model import ConnectionRecord, FlowRecord, StoreStats
+
+if TYPE_CHECKING:
+    from lanner.record.filter import Query
+
+
+class StoreError(Exception):
+    """The store cannot do what was asked (unwritable, full, locked, corrupted)."""
+
+
+class Store(Protocol):
+    def write(self, connections: Sequence[ConnectionRecord], flows: Sequence[FlowRecord]) -> None:
+        """Write one batch in one transaction; assigns `FlowRecord.id`. Raises StoreError."""
+
+    def flows(self, query: Query | None, limit: int = 100, before_id: int | None = None) -> list[FlowRecord]:
+        """Flows matching `query`, newest first, with ids below `before_id` (the cursor).
+
+        Bodies are left empty in these summaries (sizes and flags are set);
+        `get` returns a flow whole.
+        """
+
+    def flows_after(self, query: Query | None, after_id: int, limit: int = 1000) -> list[FlowRecord]:
+        """Flows matching `query` with ids above `after_id`, oldest first (for --follow and export)."""
+
+    def get(self, flow_id: int) -> FlowRecord | None:
+        """One flow with its bodies (as captured: still content-encoded, head+tail if truncated)."""
+
+    def connection(self, uid: str) -> ConnectionRecord | None: ...
+
+    def connections(self, limit: int = 100, before_ended: float | None = None) -> list[ConnectionRecord]:
+        """Connection records, most recently ended first, ended before `before_ended` (the cursor)."""
+
+    def stats(self, query: Query | None) -> StoreStats: ...
+
+    def prune(self, max_age: float | None, max_bytes: int | None, now: float) -> int:
+        """Delete the oldest flows and connections past either bound, in small batches; the count."""
+
+    def close(self) -> None: ...
