@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import requests
 from lanner.record.filter import parse
 from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.sqlite import SqliteStore
+from lanner.record.store import StoreError
 from tests.conftest import require_binary
 from tests.integration.servers import Origin, TcpEcho
 
@@ -29,14 +31,17 @@ def wait_flows(path: Path, count: int, text: str = "", timeout: float = WAIT) ->
     deadline = time.monotonic() + timeout
     found: list[FlowRecord] = []
     while time.monotonic() < deadline:
-        if path.exists():
+        try:
             store = SqliteStore(str(path), readonly=True)
-            try:
-                found = store.flows(parse(text) if text else None, limit=1000)
-            finally:
-                store.close()
-            if len(found) >= count:
-                return found
+        except StoreError:  # not created yet
+            time.sleep(0.1)
+            continue
+        try:
+            found = store.flows(parse(text) if text else None, limit=1000)
+        finally:
+            store.close()
+        if len(found) >= count:
+            return [whole(path, summary.id) for summary in found]
         time.sleep(0.1)
     raise AssertionError(f"expected {count} flows matching {text!r}, found {len(found)}")
 
@@ -72,7 +77,13 @@ def test_curl_exchanges_are_recorded_with_bodies_and_timings(recording: Any, ori
         subprocess.run(["curl", "-sf", "-x", recording.http_proxy, "-o", "/dev/null", *args], check=True)
     flows = {f.path.split("tag=")[1]: f for f in wait_flows(recording.store_path, 4, "url:*tag=curl*")}
     get, post, head, chunked = flows["curl1"], flows["curl2"], flows["curl3"], flows["curl4"]
-    assert (get.method, get.status, get.host, get.port, get.scheme) == ("GET", 200, "127.0.0.1", origin.port, "http")
+    assert (get.method, get.status, get.host, get.port, get.scheme) == (
+        "GET",
+        200,
+        "127.0.0.1",
+        origin.port,
+        "http",
+    )
     assert get.url == f"{base}/small?tag=curl1"
     assert whole(recording.store_path, get.id).response_body.data == b"hello-from-origin\n"
     post_whole = whole(recording.store_path, post.id)
@@ -126,7 +137,9 @@ def test_secrets_are_redacted_by_default(recording: Any, origin: Origin) -> None
 
 
 def test_failed_exchange_is_recorded_with_its_error(recording: Any) -> None:
-    reply = requests.get("http://127.0.0.1:1/refused?tag=fail", proxies={"http": recording.http_proxy}, timeout=10)
+    reply = requests.get(
+        "http://127.0.0.1:1/refused?tag=fail", proxies={"http": recording.http_proxy}, timeout=10
+    )
     assert reply.status_code == 502
     (flow,) = wait_flows(recording.store_path, 1, "url:*tag=fail*")
     assert flow.status is None and flow.error is not None and "502" in flow.error
@@ -135,8 +148,17 @@ def test_failed_exchange_is_recorded_with_its_error(recording: Any) -> None:
 def test_tunnels_get_connection_records_with_sni(recording: Any, tls_origin: Origin, ca_file: Path) -> None:
     require_binary("curl")
     subprocess.run(
-        ["curl", "-sf", "--cacert", str(ca_file), "-x", recording.http_proxy, "-o", "/dev/null",
-         f"https://localhost:{tls_origin.port}/small"],
+        [
+            "curl",
+            "-sf",
+            "--cacert",
+            str(ca_file),
+            "-x",
+            recording.http_proxy,
+            "-o",
+            "/dev/null",
+            f"https://localhost:{tls_origin.port}/small",
+        ],
         check=True,
     )
     conn = wait_connection_records(recording.store_path, lambda c: c.sni == "localhost")
@@ -160,12 +182,25 @@ def wait_connection_records(path: Path, predicate: Callable[[ConnectionRecord], 
 
 
 def test_flows_cli_reads_while_lanner_writes(recording: Any, origin: Origin) -> None:
-    requests.get(f"http://127.0.0.1:{origin.port}/small?tag=cli", proxies={"http": recording.http_proxy}, timeout=10)
+    requests.get(
+        f"http://127.0.0.1:{origin.port}/small?tag=cli", proxies={"http": recording.http_proxy}, timeout=10
+    )
     wait_flows(recording.store_path, 1, "url:*tag=cli*")
     out = subprocess.run(
-        [sys.executable, "-m", "lanner", "flows", "--db", str(recording.store_path), "list", "--json",
-         "url:*tag=cli*"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "lanner",
+            "flows",
+            "--db",
+            str(recording.store_path),
+            "list",
+            "--json",
+            "url:*tag=cli*",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     (line,) = out.splitlines()
     assert json.loads(line)["status"] == 200
@@ -173,7 +208,11 @@ def test_flows_cli_reads_while_lanner_writes(recording: Any, origin: Origin) -> 
 
 def test_tcp_listener_analyzes_http(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner(
-        {"listeners": [{"name": "api", "type": "tcp", "target": f"127.0.0.1:{origin.port}", "analyze": "http"}]}
+        {
+            "listeners": [
+                {"name": "api", "type": "tcp", "target": f"127.0.0.1:{origin.port}", "analyze": "http"}
+            ]
+        }
     )
     host, port = lanner.addr()
     with requests.Session() as session:
@@ -189,7 +228,11 @@ def test_tcp_listener_analyzes_http(start_lanner: Any, origin: Origin) -> None:
 
 def test_analysis_of_non_http_never_breaks_the_relay(start_lanner: Any, tcp_echo: TcpEcho) -> None:
     lanner = start_lanner(
-        {"listeners": [{"name": "odd", "type": "tcp", "target": f"127.0.0.1:{tcp_echo.port}", "analyze": "http"}]}
+        {
+            "listeners": [
+                {"name": "odd", "type": "tcp", "target": f"127.0.0.1:{tcp_echo.port}", "analyze": "http"}
+            ]
+        }
     )
     with socket.create_connection(lanner.addr(), timeout=10) as sock:
         payload = b"SSH-2.0-not-http\r\n" + bytes(range(256)) * 10
@@ -215,7 +258,15 @@ def test_sampling_keeps_errors_and_drops_the_rest(start_lanner: Any, origin: Ori
 
 def test_configured_redaction(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner(
-        {"record": {"redact": {"query_params": ["token"], "json_fields": ["password"], "patterns": [r"\d{4}-\d{4}"]}}}
+        {
+            "record": {
+                "redact": {
+                    "query_params": ["token"],
+                    "json_fields": ["password"],
+                    "patterns": [r"\d{4}-\d{4}"],
+                }
+            }
+        }
     )
     requests.post(
         f"http://127.0.0.1:{origin.port}/echo?token=abc&card=1234-5678&tag=red",
@@ -227,13 +278,17 @@ def test_configured_redaction(start_lanner: Any, origin: Origin) -> None:
     assert "abc" not in flow.path and "1234-5678" not in flow.path and "tag=red" in flow.path
     stored = whole(lanner.store_path, flow.id)
     assert json.loads(stored.request_body.data) == {
-        "user": "ada", "password": "[redacted]", "nested": [{"password": "[redacted]"}]
+        "user": "ada",
+        "password": "[redacted]",
+        "nested": [{"password": "[redacted]"}],
     }
 
 
 def test_big_bodies_are_truncated_head_and_tail(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner({"record": {"max_body": 1000}})
-    reply = requests.get(f"http://127.0.0.1:{origin.port}/big?n=200000", proxies={"http": lanner.http_proxy}, timeout=10)
+    reply = requests.get(
+        f"http://127.0.0.1:{origin.port}/big?n=200000", proxies={"http": lanner.http_proxy}, timeout=10
+    )
     assert len(reply.content) == 200000
     (flow,) = wait_flows(lanner.store_path, 1)
     stored = whole(lanner.store_path, flow.id)
@@ -243,18 +298,24 @@ def test_big_bodies_are_truncated_head_and_tail(start_lanner: Any, origin: Origi
 
 def test_recording_off_records_nothing(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner({"record": {"enabled": False}})
-    assert requests.get(f"http://127.0.0.1:{origin.port}/small", proxies={"http": lanner.http_proxy}, timeout=10).ok
+    assert requests.get(
+        f"http://127.0.0.1:{origin.port}/small", proxies={"http": lanner.http_proxy}, timeout=10
+    ).ok
     time.sleep(0.3)
     assert not lanner.store_path.exists()
 
 
-def test_unwritable_store_never_stops_proxying_and_recovers(start_lanner: Any, origin: Origin, tmp_path: Path) -> None:
+def test_unwritable_store_never_stops_proxying_and_recovers(
+    start_lanner: Any, origin: Origin, tmp_path: Path
+) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("a file where the data directory should be")
     lanner = start_lanner({"data_dir": str(blocker / "data")})
     proxies = {"http": lanner.http_proxy}
     for index in range(3):
-        assert requests.get(f"http://127.0.0.1:{origin.port}/small?tag=down{index}", proxies=proxies, timeout=10).ok
+        assert requests.get(
+            f"http://127.0.0.1:{origin.port}/small?tag=down{index}", proxies=proxies, timeout=10
+        ).ok
     lanner.wait_log("recording paused: the store failed")
     blocker.unlink()
     assert requests.get(f"http://127.0.0.1:{origin.port}/small?tag=back", proxies=proxies, timeout=10).ok
@@ -269,11 +330,15 @@ def test_corrupted_store_never_stops_proxying(start_lanner: Any, origin: Origin,
     (data / "lanner.db").write_bytes(b"this is not an SQLite database at all" * 200)
     lanner = start_lanner({"data_dir": str(data)})
     for _ in range(3):
-        assert requests.get(f"http://127.0.0.1:{origin.port}/small", proxies={"http": lanner.http_proxy}, timeout=10).ok
+        assert requests.get(
+            f"http://127.0.0.1:{origin.port}/small", proxies={"http": lanner.http_proxy}, timeout=10
+        ).ok
     lanner.wait_log("recording paused: the store failed")
 
 
-def test_full_queue_drops_and_counts_never_the_connection(start_lanner: Any, origin: Origin, tmp_path: Path) -> None:
+def test_full_queue_drops_and_counts_never_the_connection(
+    start_lanner: Any, origin: Origin, tmp_path: Path
+) -> None:
     blocker = tmp_path / "blocked"
     blocker.write_text("no store here")
     lanner = start_lanner({"data_dir": str(blocker / "data"), "record": {"queue": 5, "batch": 1}})
@@ -294,9 +359,21 @@ def test_download_of_2_gib_keeps_memory_bounded(start_lanner: Any) -> None:
         lanner = start_lanner({"record": {"max_body": "64KiB"}})
         size = 2 * 1024**3
         out = subprocess.run(
-            ["curl", "-sf", "-x", lanner.http_proxy, "-o", "/dev/null", "-w", "%{size_download}",
-             f"http://127.0.0.1:{bulk.port}/bulk?n={size}"],
-            capture_output=True, text=True, check=True, timeout=300,
+            [
+                "curl",
+                "-sf",
+                "-x",
+                lanner.http_proxy,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                f"http://127.0.0.1:{bulk.port}/bulk?n={size}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
         ).stdout
         assert int(out) == size
         rss_kib = int(Path(f"/proc/{lanner.proc.pid}/status").read_text().split("VmHWM:")[1].split()[0])
@@ -315,11 +392,14 @@ def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Or
     proxies = {"http": lanner.http_proxy}
     assert requests.get(f"http://127.0.0.1:{origin.port}/small?tag=before", proxies=proxies, timeout=10).ok
     wait_flows(lanner.store_path, 1, "url:*tag=before*")
-    limit = lanner.store_path.stat().st_size + 256 * 1024
+    wal = Path(f"{lanner.store_path}-wal")
+    limit = max(lanner.store_path.stat().st_size, wal.stat().st_size) + 256 * 1024
     resource.prlimit(lanner.proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
-    body = bytes(range(256)) * 2048  # 512 KiB each way per request: the store outgrows the limit
+    body = os.urandom(512 * 1024)  # incompressible, each way: the store outgrows the limit
     for _ in range(4):
-        reply = requests.post(f"http://127.0.0.1:{origin.port}/echo?tag=full", data=body, proxies=proxies, timeout=10)
+        reply = requests.post(
+            f"http://127.0.0.1:{origin.port}/echo?tag=full", data=body, proxies=proxies, timeout=10
+        )
         assert reply.content == body  # proxying goes on
     lanner.wait_log("recording paused: the store failed")
     unlimited = resource.RLIM_INFINITY
@@ -339,7 +419,9 @@ def test_locked_store_pauses_recording_and_it_resumes(start_lanner: Any, origin:
     holder = sqlite3.connect(lanner.store_path, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:
-        assert requests.get(f"http://127.0.0.1:{origin.port}/small?tag=locked", proxies=proxies, timeout=10).ok
+        assert requests.get(
+            f"http://127.0.0.1:{origin.port}/small?tag=locked", proxies=proxies, timeout=10
+        ).ok
         lanner.wait_log("recording paused: the store failed", timeout=60)
     finally:
         holder.execute("ROLLBACK")

@@ -82,18 +82,22 @@ class Rule(_Frozen):
     users: list[str] = Field(default_factory=list)
 
 
-def _duration(value: float | str) -> float:
-    """Seconds, or a number with a unit: 90s, 30m, 12h, 7d."""
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: float | str) -> float:
+    """Seconds, or a number with a unit: 250ms, 90s, 30m, 12h, 7d."""
     if isinstance(value, int | float):
         return float(value)
-    text = value.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    if text and text[-1] in units and text[:-1].replace(".", "", 1).isdigit():
-        return float(text[:-1]) * units[text[-1]]
+    text = value.strip().lower()
+    for unit, factor in _DURATION_UNITS.items():
+        number = text[: -len(unit)]
+        if text.endswith(unit) and number.replace(".", "", 1).isdigit():
+            return float(number) * factor
     raise ValueError(f"expected seconds or a duration like 30m, 12h, 7d; got {value!r}")
 
 
-def _size(value: int | str) -> int:
+def parse_size(value: int | str) -> int:
     """Bytes, or a number with a unit: 512KiB, 100MiB, 2GiB (KB/MB/GB are read the same)."""
     if isinstance(value, int):
         return value
@@ -106,8 +110,8 @@ def _size(value: int | str) -> int:
     raise ValueError(f"expected bytes or a size like 64KiB, 500MiB, 2GiB; got {value!r}")
 
 
-Duration = Annotated[float | str, AfterValidator(_duration)]
-Size = Annotated[int | str, AfterValidator(_size)]
+Duration = Annotated[float | str, AfterValidator(parse_duration)]
+Size = Annotated[int | str, AfterValidator(parse_size)]
 Analyze = Literal["http", "none"]
 
 
