@@ -1,4 +1,4 @@
-"""Command line: `lanner run`, `lanner config check|schema`, `lanner --version`."""
+"""Command line: `lanner run`, `lanner config check|schema`, `lanner flows …`, `lanner --version`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import resource
 import sys
 
 from lanner import __version__
+from lanner.cli_flows import add_commands as add_flows_commands
 from lanner.config import Config, ConfigError, load_config, load_default
 
 
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(func=_schema)
     config.set_defaults(func=lambda _args: _usage(config))
+    add_flows_commands(commands)
     return parser
 
 
@@ -61,7 +63,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def _load(path: str | None) -> Config:
+def config_from(path: str | None) -> Config:
     path = path or os.environ.get("LANNER_CONFIG")
     return load_config(path) if path else load_default()
 
@@ -70,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     from lanner import logs
 
     try:
-        config = _load(args.config)
+        config = config_from(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

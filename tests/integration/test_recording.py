@@ -394,7 +394,7 @@ def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Or
     wait_flows(lanner.store_path, 1, "url:*tag=before*")
     wal = Path(f"{lanner.store_path}-wal")
     limit = max(lanner.store_path.stat().st_size, wal.stat().st_size) + 256 * 1024
-    resource.prlimit(lanner.proc.pid, resource.RLIMIT_FSIZE, (limit, limit))
+    resource.prlimit(lanner.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # soft limit
     body = os.urandom(512 * 1024)  # incompressible, each way: the store outgrows the limit
     for _ in range(4):
         reply = requests.post(

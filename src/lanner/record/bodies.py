@@ -15,6 +15,8 @@ import brotli
 import lz4.frame
 import zstandard
 
+from lanner.record.model import FlowRecord, header
+
 COMPRESS_MIN: Final = 1024
 ZSTD_MIN: Final = 64 * 1024
 MAX_OUTPUT: Final = 16 * 1024 * 1024
@@ -125,3 +127,38 @@ def search_text(
     if error is not None or not is_text(content_type):
         return "", error
     return decoded[:limit].decode("utf-8", "replace"), None
+
+
+def readable(record: FlowRecord, side: str) -> tuple[bytes, str | None]:
+    """A flow's request or response body with its content coding undone, for display and export.
+
+    A truncated body cannot be decoded (its middle is missing) and comes back as
+    captured; so does one that fails to decode, with the reason.
+    """
+    body, headers = (
+        (record.request_body, record.request_headers)
+        if side == "request"
+        else (record.response_body, record.response_headers)
+    )
+    encoding = None if f"{side}_body" in record.notes else header(headers, "content-encoding")
+    if body.truncated and encoding:
+        return body.data, "truncated: shown as captured (still content-encoded)"
+    return decode_content(encoding, body.data)
+
+
+def flow_search_text(record: FlowRecord, limit: int = 16384) -> str:
+    """Decoded text of both bodies for the store's full-text index; decode failures go to notes."""
+    parts = []
+    for side, headers, body in (
+        ("request", record.request_headers, record.request_body),
+        ("response", record.response_headers, record.response_body),
+    ):
+        if not body.data:
+            continue
+        encoding = None if f"{side}_body" in record.notes else header(headers, "content-encoding")
+        found, error = search_text(header(headers, "content-type"), encoding, body.data, limit)
+        if error is not None:
+            record.notes[f"{side}_decode_error"] = error
+        if found:
+            parts.append(found)
+    return "\n".join(parts)

@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 Headers = list[tuple[str, str]]
 
 
+def header(headers: Headers, name: str) -> str | None:
+    """The first value of header `name` (lower-case), or None."""
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
 @dataclass(slots=True)
 class Body:
     """A message body as it crossed the wire: content-coding kept, transfer-coding removed.

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from lanner.config.model import RecordConfig
 from lanner.record import bodies
 from lanner.record.convert import Origin, flow
-from lanner.record.model import ConnectionRecord, FlowRecord, Headers
+from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.redact import Redactor
 from lanner.record.store import Store, StoreError
 from lanner.wire.http_exchange import Exchange
@@ -188,27 +188,9 @@ class Recorder:
                 continue
             record = flow(*item)
             self.redactor.apply(record)
-            record.search_text = self._search_text(record)
+            record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             flows.append(record)
         return connections, flows
-
-    def _search_text(self, record: FlowRecord) -> str:
-        parts = []
-        for side, headers, body in (
-            ("request", record.request_headers, record.request_body),
-            ("response", record.response_headers, record.response_body),
-        ):
-            if not body.data:
-                continue
-            encoding = None if f"{side}_body" in record.notes else _header(headers, "content-encoding")
-            found, error = bodies.search_text(
-                _header(headers, "content-type"), encoding, body.data, SEARCH_TEXT_LIMIT
-            )
-            if error is not None:
-                record.notes[f"{side}_decode_error"] = error
-            if found:
-                parts.append(found)
-        return "\n".join(parts)
 
     def _write(
         self, store: Store | None, connections: list[ConnectionRecord], flows: list[FlowRecord]
@@ -248,9 +230,3 @@ class Recorder:
             except StoreError:
                 pass  # it is being replaced because it failed
 
-
-def _header(headers: Headers, name: str) -> str | None:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None

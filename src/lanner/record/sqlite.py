@@ -187,6 +187,10 @@ class SqliteStore:
         sql = f"SELECT {_FLOW_COLUMNS} FROM flows WHERE ({where}) AND id > ? ORDER BY id LIMIT ?"
         return [_flow(row) for row in self._rows(sql, [*params, after_id, limit])]
 
+    def count(self, query: Query | None) -> int:
+        where, params = _where(query)
+        return int(self._rows(f"SELECT count(*) FROM flows WHERE {where}", params)[0][0])
+
     def get(self, flow_id: int) -> FlowRecord | None:
         rows = self._rows(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE id = ?", [flow_id])
         if not rows:
@@ -226,7 +230,7 @@ class SqliteStore:
 
     def stats(self, query: Query | None) -> StoreStats:
         where, params = _where(query)
-        flows = self._rows(f"SELECT count(*) FROM flows WHERE {where}", params)[0][0]
+        flows = self.count(query)
         connections = self._rows("SELECT count(*) FROM connections", [])[0][0]
         classes: dict[str, int] = {}
         for klass, count in self._rows(

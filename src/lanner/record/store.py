@@ -35,6 +35,8 @@ class Store(Protocol):
     def flows_after(self, query: Query | None, after_id: int, limit: int = 1000) -> list[FlowRecord]:
         """Flows matching `query` with ids above `after_id`, oldest first (for --follow and export)."""
 
+    def count(self, query: Query | None) -> int: ...
+
     def get(self, flow_id: int) -> FlowRecord | None:
         """One flow with its bodies (as captured: still content-encoded, head+tail if truncated)."""
 
