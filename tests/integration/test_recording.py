@@ -6,9 +6,7 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +14,9 @@ import httpx
 import pytest
 import requests
 
-from lanner.record.filter import parse
-from lanner.record.model import ConnectionRecord, FlowRecord
-from lanner.record.sqlite import SqliteStore
-from lanner.record.store import StoreError
 from tests.conftest import require_binary
 from tests.integration.servers import Origin, TcpEcho
-
-WAIT = 15.0
-
-
-def wait_flows(path: Path, count: int, text: str = "", timeout: float = WAIT) -> list[FlowRecord]:
-    """Poll the store (as a separate reader, like `lanner flows`) until `count` flows match."""
-    deadline = time.monotonic() + timeout
-    found: list[FlowRecord] = []
-    while time.monotonic() < deadline:
-        try:
-            store = SqliteStore(str(path), readonly=True)
-        except StoreError:  # not created yet
-            time.sleep(0.1)
-            continue
-        try:
-            found = store.flows(parse(text) if text else None, limit=1000)
-        finally:
-            store.close()
-        if len(found) >= count:
-            return [whole(path, summary.id) for summary in found]
-        time.sleep(0.1)
-    raise AssertionError(f"expected {count} flows matching {text!r}, found {len(found)}")
-
-
-def whole(path: Path, flow_id: int) -> FlowRecord:
-    store = SqliteStore(str(path), readonly=True)
-    try:
-        found = store.get(flow_id)
-    finally:
-        store.close()
-    assert found is not None
-    return found
+from tests.integration.store_reads import wait_connection_records, wait_flows, whole
 
 
 def header(flow_headers: list[tuple[str, str]], name: str) -> str | None:
@@ -164,46 +127,6 @@ def test_tunnels_get_connection_records_with_sni(recording: Any, tls_origin: Ori
     conn = wait_connection_records(recording.store_path, lambda c: c.sni == "localhost")
     assert conn.protocol == "connect" and conn.dest == f"localhost:{tls_origin.port}"
     assert conn.up > 0 and conn.down > 0 and conn.outcome == "ok"
-
-
-def wait_connection_records(path: Path, predicate: Callable[[ConnectionRecord], bool]) -> ConnectionRecord:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        if path.exists():
-            store = SqliteStore(str(path), readonly=True)
-            try:
-                for conn in store.connections(limit=1000):
-                    if predicate(conn):
-                        return conn
-            finally:
-                store.close()
-        time.sleep(0.1)
-    raise AssertionError("no matching connection record")
-
-
-def test_flows_cli_reads_while_lanner_writes(recording: Any, origin: Origin) -> None:
-    requests.get(
-        f"http://127.0.0.1:{origin.port}/small?tag=cli", proxies={"http": recording.http_proxy}, timeout=10
-    )
-    wait_flows(recording.store_path, 1, "url:*tag=cli*")
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lanner",
-            "flows",
-            "--db",
-            str(recording.store_path),
-            "list",
-            "--json",
-            "url:*tag=cli*",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    (line,) = out.splitlines()
-    assert json.loads(line)["status"] == 200
 
 
 def test_tcp_listener_analyzes_http(start_lanner: Any, origin: Origin) -> None:

@@ -286,7 +286,7 @@ def _string(field: str, value: str) -> Term:
     return Term(field, "glob" if "*" in value else "=", value)
 
 
-_COMPARISON: Final = re.compile(r"^(<=|>=|<|>|=)?(.+)$")
+_COMPARISON: Final = re.compile(r"^(<=|>=|<|>|=)?(.*)$")
 
 
 def _number(field: str, value: str, position: int) -> Term:
@@ -304,6 +304,8 @@ def _number(field: str, value: str, position: int) -> Term:
     match = _COMPARISON.match(value)
     assert match is not None
     operator = match.group(1) or "="
+    if not match.group(2):
+        raise FilterError(f"{field}: needs a value after {operator!r}", position + len(operator))
     return Term(field, operator, _amount(field, match.group(2), position))  # type: ignore[arg-type]
 
 

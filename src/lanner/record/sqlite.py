@@ -26,6 +26,7 @@ from lanner.record.store import StoreError
 
 SCHEMA_VERSION: Final = 1
 PRUNE_BATCH: Final = 2000
+VACUUM_BATCH: Final = 2048  # pages
 STATS_GROUPS: Final = 20
 
 _SCHEMA: Final = """
@@ -300,11 +301,17 @@ class SqliteStore:
                 if self.size() > max_bytes:  # no flows left: connection rows are what remains
                     self._exec("DELETE FROM connections", ())
             if deleted:
-                self.db.execute("PRAGMA incremental_vacuum")
-                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._vacuum()
         except sqlite3.Error as exc:
             raise _error(exc, f"cannot prune {self.path}") from exc
         return deleted
+
+    def _vacuum(self) -> None:
+        """Give free pages back to the file system, a batch per transaction, then shrink the WAL."""
+        while self.db.execute("PRAGMA freelist_count").fetchone()[0]:
+            # executescript steps the pragma to completion; execute would free one page per call
+            self.db.executescript(f"PRAGMA incremental_vacuum({VACUUM_BATCH});")
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     def _delete(self, ids: list[int]) -> int:
         marks = ", ".join("?" * len(ids))
