@@ -219,6 +219,11 @@ measure_on() { # recording on: wrk, then the store and the log
   done
   local drain
   drain=$("$PY" -c "import sys; print(max(0.0, float(sys.argv[2]) - float(sys.argv[1]) - 1))" "$t0" "$(date +%s.%N)")
+  # the recorder reports drops 10 s after the first one, and not at all if it stops before:
+  # wait for that line (the first drop was during wrk, so at most 10 s after wrk ended)
+  local left
+  left=$("$PY" -c "import sys; print(max(0.0, 10.5 - (float(sys.argv[2]) - float(sys.argv[1]))))" "$t0" "$(date +%s.%N)")
+  sleep "$left"
   stop "$pid" 30  # the recorder writes what is queued before lanner exits
   "$LANNER" flows --db "$db" stats >"$WORK/lanner-on-round$ROUND.stats" 2>&1
   count=$(awk '$1 == "flows" {print $2; exit}' "$WORK/lanner-on-round$ROUND.stats")
@@ -374,27 +379,33 @@ lines += [
     "",
     "Recording on, per round: what reached the store.",
     "",
-    "| round | wrk requests | flows at wrk's end | flows stored (`lanner flows stats`) | stored / requests "
+    "| round | wrk requests | flows in the store at wrk's end (writer flows/s during wrk) "
+    "| flows stored (`lanner flows stats`) | stored / requests | requests not stored "
     "| writer catch-up after wrk (s) | connection rows | dropped (warnings) | lost at stop | store failures |",
-    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
 ]
 for item in sorted(by["lanner-on"], key=lambda i: i["round"]):
     def n(key):
         value = item.get(key)
         return "–" if value is None else f"{value:,.0f}"
-    share = "–"
+    share = missing = "–"
     if item.get("requests") and item.get("flows_stored") is not None:
         share = f"{item['flows_stored'] / item['requests']:.4f}"
+        missing = f"{max(0, item['requests'] - item['flows_stored']):,.0f}"
+    at_end = n("flows_at_wrk_end")
+    if item.get("flows_at_wrk_end") is not None and item.get("seconds"):
+        at_end += f" ({item['flows_at_wrk_end'] / item['seconds']:,.0f}/s)"
     drain = item.get("drain_s")
     lines.append(
-        f"| {item['round']:.0f} | {n('requests')} | {n('flows_at_wrk_end')} | {n('flows_stored')} | {share} "
+        f"| {item['round']:.0f} | {n('requests')} | {at_end} | {n('flows_stored')} | {share} | {missing} "
         f"| {'–' if drain is None else f'{drain:.1f}'} | {n('connection_rows')} | {n('dropped')} | {n('lost')} "
         f"| {n('store_failures')} |"
     )
 lines += [
     "",
     "wrk counts only the responses it read before its time ran out, so up to one request per connection "
-    "more may be stored than wrk reports.",
+    "more may be stored than wrk reports. Connection rows: wrk's connections plus the script's two port "
+    "probes. The recorder logs drops 10 s after the first one; the script waits for that line.",
 ]
 text = "\n".join(lines) + "\n"
 open(out_path, "w").write(text)
