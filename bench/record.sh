@@ -168,6 +168,7 @@ run_wrk() { # subject port pid
   local before=0 after=0
   others_start
   [ "$2" = 0 ] || before=$(cpu_ticks "$3")
+  WRK_BEFORE_TICKS=$before
   if [ "$2" = 0 ]; then
     timeout $((DUR + 20)) wrk -t2 -c"$CONC" -d"${DUR}s" --latency "http://127.0.0.1:$ORIGIN_PORT/small" >"$WORK/wrk-$1.out" 2>&1
   else
@@ -217,7 +218,8 @@ measure_on() { # recording on: wrk, then the store and the log
     [ "$now" = "$last" ] && break
     last=$now; sleep 1; now=$(flow_count "$db")
   done
-  local drain
+  local drain catchup_ticks
+  catchup_ticks=$(($(cpu_ticks "$pid") - WRK_BEFORE_TICKS))  # lanner's CPU for wrk's requests and their recording
   drain=$("$PY" -c "import sys; print(max(0.0, float(sys.argv[2]) - float(sys.argv[1]) - 1))" "$t0" "$(date +%s.%N)")
   # the recorder reports drops 10 s after the first one, and not at all if it stops before:
   # wait for that line (the first drop was during wrk, so at most 10 s after wrk ended)
@@ -235,7 +237,7 @@ measure_on() { # recording on: wrk, then the store and the log
   grep -iE 'records dropped|recording paused|unwritten|error|traceback' "$log" >"$WORK/lanner-on-round$ROUND.warnings"
   "$PY" "$BENCH/report.py" wrk <"$WORK/wrk-lanner-on.out" | record lanner-on fwd $WRK_EXTRA \
     flows_at_wrk_end="$at_end" flows_stored="${count:-}" connection_rows="$conns" drain_s="$drain" \
-    dropped="${dropped:-0}" lost="${lost:-0}" store_failures="$paused"
+    dropped="${dropped:-0}" lost="${lost:-0}" store_failures="$paused" cpu_ticks_with_catchup="$catchup_ticks"
   say "round $ROUND: lanner-on: $(wc -l <"$WORK/lanner-on-round$ROUND.warnings") warning/error lines in $log"
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$data"
 }
@@ -375,6 +377,17 @@ if off and on:
     lines.append(f"- on/off = {on / off:.2f}: {'met' if on / off >= 0.75 else '**not met**'}")
 if mitm and on:
     lines.append(f"- on/mitmdump = {on / mitm:.1f}: {'met' if on / mitm >= 20 else '**not met**'}")
+def cpu_us(subject, key):
+    per = [i[key] / tck / i["requests"] * 1e6 for i in by[subject] if i.get(key) is not None and i.get("requests")]
+    return med(per)
+
+
+off_us, on_us = cpu_us("lanner-off", "proxy_cpu_ticks"), cpu_us("lanner-on", "cpu_ticks_with_catchup")
+if off_us and on_us:
+    lines.append(
+        f"- lanner's CPU per request (median of rounds): recording off {off_us:.0f} µs; recording on {on_us:.0f} µs "
+        "counting the writer's catch-up after wrk (requests the recorder dropped cost less)."
+    )
 lines += [
     "",
     "Recording on, per round: what reached the store.",

@@ -24,6 +24,7 @@ from lanner.net.resolver import Resolver
 from lanner.record.recorder import Recorder
 from lanner.record.retention import Retention
 from lanner.record.sqlite import SqliteStore
+from lanner.record.writer import WriterProcess
 from lanner.route.auth import Authenticator
 from lanner.route.rules import Router
 
@@ -64,7 +65,8 @@ class Gateway:
         self.retention: Retention | None = None
         if config.record.enabled:
             path = config.store_path
-            self.services.recorder = Recorder(config.record, lambda: SqliteStore(path))
+            writer = WriterProcess(config.record, path, config.log.format, config.log.level)
+            self.services.recorder = Recorder(config.record, writer)
             if not worker:  # one process prunes for all: the only one, or worker 0
                 self.retention = Retention(config.record.retention, lambda: SqliteStore(path))
 

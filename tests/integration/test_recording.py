@@ -307,8 +307,15 @@ def test_download_of_2_gib_keeps_memory_bounded(start_lanner: Any) -> None:
         bulk.close()
 
 
+def writer_processes(pid: int) -> list[int]:
+    """lanner's recording writer processes (`python -m lanner.record.writer`, its children)."""
+    # a child is listed under the thread that started it (the recorder's feeder thread)
+    children = [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
+    return [int(child) for child in children if b"lanner.record.writer" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
 def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Origin) -> None:
-    """A file-size limit on lanner's process makes SQLite's writes fail like a full disk."""
+    """A file-size limit on lanner's writer process makes SQLite's writes fail like a full disk."""
     import resource
 
     lanner = start_lanner({})
@@ -317,7 +324,8 @@ def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Or
     wait_flows(lanner.store_path, 1, "url:*tag=before*")
     wal = Path(f"{lanner.store_path}-wal")
     limit = max(lanner.store_path.stat().st_size, wal.stat().st_size) + 256 * 1024
-    resource.prlimit(lanner.proc.pid, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # soft limit
+    (writer,) = writer_processes(lanner.proc.pid)
+    resource.prlimit(writer, resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))  # soft limit
     body = os.urandom(512 * 1024)  # incompressible, each way: the store outgrows the limit
     for _ in range(4):
         reply = requests.post(
@@ -326,7 +334,7 @@ def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Or
         assert reply.content == body  # proxying goes on
     lanner.wait_log("recording paused: the store failed")
     unlimited = resource.RLIM_INFINITY
-    resource.prlimit(lanner.proc.pid, resource.RLIMIT_FSIZE, (unlimited, unlimited))
+    resource.prlimit(writer, resource.RLIMIT_FSIZE, (unlimited, unlimited))
     lanner.wait_log("recording resumed", timeout=20)
     assert requests.get(f"http://127.0.0.1:{origin.port}/small?tag=after", proxies=proxies, timeout=10).ok
     wait_flows(lanner.store_path, 1, "url:*tag=after*")

@@ -1,20 +1,23 @@
-"""From what an analyzer saw to what a store keeps: `Exchange` -> `FlowRecord`.
+"""From what an analyzer saw to what a store keeps: `Exchange` -> `Packed` -> `FlowRecord`.
 
-Runs on the recorder's writer thread, never on the event loop: header bytes
-are decoded here (UTF-8, undecodable bytes escaped), and the URL is split here.
+`pack` runs in the proxy process on the recorder's feeder thread: it only
+gathers what an Exchange holds into plain tuples (cheap to pickle). `flow`
+runs in the writer process: header bytes are decoded there (UTF-8,
+undecodable bytes escaped), and the URL is split there. Neither runs on the
+event loop.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from itertools import chain
+from typing import NamedTuple
 
 from lanner.record.model import Body, FlowRecord, Headers
 from lanner.wire.http1 import Headers as WireHeaders
 from lanner.wire.http_exchange import BodyCapture, Exchange
 
 
-@dataclass(slots=True, frozen=True)
-class Origin:
+class Origin(NamedTuple):
     """Where a connection's exchanges went, and who sent them (one per connection)."""
 
     conn_uid: str
@@ -26,18 +29,49 @@ class Origin:
     port: int = 0
 
 
+PackedBody = tuple[bytes, int, bool, int] | None
+# An exchange as plain tuples, bytes and numbers: cheap to pickle to the writer process.
+Packed = tuple[
+    Origin, bytes, bytes, str, WireHeaders, WireHeaders, PackedBody, float, float | None, list[int],
+    int | None, bytes, WireHeaders, WireHeaders, PackedBody, float | None, float | None, str | None, bool,
+]  # fmt: skip
+
+
+def pack(exchange: Exchange, origin: Origin) -> Packed:
+    """Runs in the proxy process (off the loop): an Exchange as a Packed tuple."""
+    request, response = exchange.request, exchange.response
+    return (
+        origin, request.method, request.target, request.version, request.headers, exchange.request_trailers,
+        _pack_body(exchange.request_body), exchange.started, exchange.request_ended, exchange.interim,
+        response.status if response is not None else None, response.reason if response is not None else b"",
+        response.headers if response is not None else [], exchange.response_trailers,
+        _pack_body(exchange.response_body), exchange.response_started, exchange.response_ended,
+        exchange.error, exchange.upgraded,
+    )  # fmt: skip
+
+
+def _pack_body(capture: BodyCapture) -> PackedBody:
+    if not capture.size:
+        return None
+    return (capture.data(), capture.size, capture.truncated, len(capture.head))
+
+
 def text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
 def headers(raw: WireHeaders) -> Headers:
-    return [(text(name), text(value)) for name, value in raw]
+    if not raw:
+        return []
+    # One decode for the whole list (the writer's hot spot); NUL cannot occur in a parsed header.
+    flat = b"\x00".join(chain.from_iterable(raw)).decode("utf-8", "backslashreplace").split("\x00")
+    if len(flat) != 2 * len(raw):
+        return [(text(name), text(value)) for name, value in raw]
+    return list(zip(flat[::2], flat[1::2], strict=True))
 
 
-def body(capture: BodyCapture) -> Body:
-    if not capture.size:
-        return Body()
-    return Body(capture.data(), capture.size, capture.truncated, len(capture.head))
+def body(packed: PackedBody) -> Body:
+    return Body() if packed is None else Body(*packed)
 
 
 def split_target(target: str, origin: Origin, host_header: str | None) -> tuple[str, str, int, str]:
@@ -66,40 +100,44 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
     return host.lower(), int(port_text) if port_text.isdigit() else default_port
 
 
-def flow(exchange: Exchange, origin: Origin) -> FlowRecord:
-    request = exchange.request
-    request_headers = headers(request.headers)
+def flow(packed: Packed) -> FlowRecord:
+    """Runs in the writer: a Packed exchange as the FlowRecord the store keeps."""
+    (
+        origin, method, target, version, raw_request_headers, request_trailers, request_body, started,
+        request_ended, interim, status, reason, raw_response_headers, response_trailers, response_body,
+        response_started, response_ended, error, upgraded,
+    ) = packed  # fmt: skip
+    request_headers = headers(raw_request_headers)
     host_header = next((value for name, value in request_headers if name.lower() == "host"), None)
-    scheme, host, port, path = split_target(text(request.target), origin, host_header)
+    scheme, host, port, path = split_target(text(target), origin, host_header)
     record = FlowRecord(
         conn_uid=origin.conn_uid,
         proto=scheme,
-        started=exchange.started,
-        method=text(request.method),
+        started=started,
+        method=text(method),
         scheme=scheme,
         host=host,
         port=port,
         path=path,
-        http_version=request.version,
+        http_version=version,
         request_headers=request_headers,
-        request_trailers=headers(exchange.request_trailers),
-        request_body=body(exchange.request_body),
-        request_ended=exchange.request_ended,
-        interim=list(exchange.interim),
-        response_started=exchange.response_started,
-        response_ended=exchange.response_ended,
-        error=exchange.error,
+        request_trailers=headers(request_trailers),
+        request_body=body(request_body),
+        request_ended=request_ended,
+        interim=list(interim),
+        response_started=response_started,
+        response_ended=response_ended,
+        error=error,
         listener=origin.listener,
         client=origin.client,
         user=origin.user,
     )
-    response = exchange.response
-    if response is not None:
-        record.status = response.status
-        record.reason = text(response.reason)
-        record.response_headers = headers(response.headers)
-        record.response_trailers = headers(exchange.response_trailers)
-        record.response_body = body(exchange.response_body)
-    if exchange.upgraded:
-        record.notes["upgraded"] = "tunnel" if request.method == b"CONNECT" else "101"
+    if status is not None:
+        record.status = status
+        record.reason = text(reason)
+        record.response_headers = headers(raw_response_headers)
+        record.response_trailers = headers(response_trailers)
+        record.response_body = body(response_body)
+    if upgraded:
+        record.notes["upgraded"] = "tunnel" if method == b"CONNECT" else "101"
     return record

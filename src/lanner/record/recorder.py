@@ -2,13 +2,18 @@
 
 On the loop (`exchange`, `connection`): a sampling decision and an append to a
 bounded queue, nothing else. When the queue is full the record is dropped and
-counted, with one warning line per `REPORT_INTERVAL`; the connection is never
-touched. On the writer thread: conversion, redaction, text for the search
-index, then one store transaction per batch. When the store fails (unwritable,
-full, locked, corrupted), the failure is logged once with its reason, the
-batch in hand is retried every `RETRY_INTERVAL` on a freshly opened store, the
-queue keeps its bound (dropping and counting past it), and a line says when
-recording resumes. Proxying never notices.
+counted, with one warning line per `REPORT_INTERVAL` (and one at stop); the
+connection is never touched. A feeder thread packs batches into plain tuples
+and hands them to a sink: the writer process (`record/writer.py`, so that
+conversion, redaction, indexing and SQLite never take the proxy's interpreter
+lock) or, in tests, a `StoreWriter` on the feeder thread itself.
+
+`StoreWriter` is the other end: conversion, redaction, text for the search
+index, then one store transaction per batch. When the store fails
+(unwritable, full, locked, corrupted), the failure is logged once with its
+reason, the batch in hand is retried every `RETRY_INTERVAL` on a freshly
+opened store (the sink blocks meanwhile, so the queue fills and drops past its
+bound), and a line says when recording resumes. Proxying never notices.
 """
 
 from __future__ import annotations
@@ -22,11 +27,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from lanner.config.model import RecordConfig
 from lanner.record import bodies
-from lanner.record.convert import Origin, flow
+from lanner.record.convert import Origin, Packed, flow, pack
 from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.redact import Redactor
 from lanner.record.store import Store, StoreError
@@ -43,7 +48,8 @@ WAKE_INTERVAL = 0.1
 SEARCH_TEXT_LIMIT = 16 * 1024
 
 StoreFactory = Callable[[], Store]
-_Item = tuple[Exchange, Origin] | ConnectionRecord
+Item = Packed | ConnectionRecord  # what a sink receives
+_Queued = tuple[Exchange, Origin] | ConnectionRecord
 
 
 class Sampler:
@@ -69,26 +75,33 @@ class Sampler:
         return random.random() < rate
 
 
+class Sink(Protocol):
+    """Where the feeder thread sends packed batches. `send` may block (the queue absorbs it)."""
+
+    def send(self, items: list[Item]) -> None: ...
+
+    def stop(self) -> None:
+        """Stop retrying a failing store: the next failure drops the batch."""
+
+    def close(self, timeout: float) -> None: ...
+
+
 class Recorder:
-    def __init__(self, config: RecordConfig, open_store: StoreFactory, tag: str | None = None) -> None:
+    def __init__(self, config: RecordConfig, sink: Sink, tag: str | None = None) -> None:
         self.config = config
-        self.open_store = open_store
+        self.sink = sink
         self.tag = tag or secrets.token_hex(3)  # tells connection numbers of processes apart
         self.sampler = Sampler(config)
-        self.redactor = Redactor(config.redact)
-        self.queue: deque[_Item] = deque()
+        self.queue: deque[_Queued] = deque()
         self.capacity = config.queue
         self.max_body = int(config.max_body)
         self.dropped = 0
         self.sampled_out = 0
-        self.written = 0
-        self.store_failures = 0
         self._reported = 0
         self._report: asyncio.TimerHandle | None = None
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._failing: str | None = None
 
     # -- on the event loop --
 
@@ -123,7 +136,7 @@ class Recorder:
             )
         )
 
-    def _put(self, item: _Item) -> None:
+    def _put(self, item: _Queued) -> None:
         if len(self.queue) >= self.capacity:
             self.dropped += 1
             if self._report is None:
@@ -134,6 +147,8 @@ class Recorder:
     def _report_drops(self) -> None:
         self._report = None
         count = self.dropped - self._reported
+        if not count:
+            return
         self._reported = self.dropped
         log.warning(
             "recorder queue full: records dropped",
@@ -143,79 +158,107 @@ class Recorder:
     # -- lifecycle --
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._write_loop, name="lanner-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._feed, name="lanner-recorder", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Write what is queued (for at most `timeout` seconds), then stop the writer."""
+        """Hand over what is queued and let the writer store it (for at most `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
         self._stopping = True
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.sink.stop()
+        self.sink.close(max(1.0, deadline - time.monotonic()))
+        if self._report is not None:
+            self._report.cancel()
+        self._report_drops()  # drops since the last report are not left unsaid
         if self.queue:
             lost = len(self.queue)
             log.warning("recorder stopped with records unwritten", extra={"fields": {"lost": lost}})
 
-    # -- on the writer thread --
+    # -- on the feeder thread --
 
-    def _write_loop(self) -> None:
-        store: Store | None = None
+    def _feed(self) -> None:
         while True:
             self._wake.wait(WAKE_INTERVAL)
             self._wake.clear()
             batch = self._take_batch()
             if not batch:
                 if self._stopping:
-                    break
+                    return
                 continue
-            connections, flows = self._prepare(batch)
-            store = self._write(store, connections, flows)
-            if store is None and self._stopping:
-                break
-        if store is not None:
-            store.close()
+            self.sink.send([pack(*item) if isinstance(item, tuple) else item for item in batch])
 
-    def _take_batch(self) -> list[_Item]:
+    def _take_batch(self) -> list[_Queued]:
         queue, size = self.queue, min(len(self.queue), self.config.batch)
         return [queue.popleft() for _ in range(size)]
 
-    def _prepare(self, batch: list[_Item]) -> tuple[list[ConnectionRecord], list[FlowRecord]]:
+
+class StoreWriter:
+    """The writing end: packed items -> records -> one store transaction per batch."""
+
+    def __init__(self, config: RecordConfig, open_store: StoreFactory) -> None:
+        self.open_store = open_store
+        self.redactor = Redactor(config.redact)
+        self.store: Store | None = None
+        self.written = 0
+        self.lost = 0
+        self.store_failures = 0
+        self.stopping = False
+        self._failing: str | None = None
+
+    def send(self, items: list[Item]) -> None:
+        connections, flows = self.prepare(items)
+        self._write(connections, flows)
+
+    def stop(self) -> None:
+        self.stopping = True
+
+    def close(self, timeout: float = 0.0) -> None:
+        if self.store is not None:
+            try:
+                self.store.close()
+            except StoreError:
+                pass
+            self.store = None
+
+    def prepare(self, items: list[Item]) -> tuple[list[ConnectionRecord], list[FlowRecord]]:
         connections: list[ConnectionRecord] = []
         flows: list[FlowRecord] = []
-        for item in batch:
-            if isinstance(item, ConnectionRecord):
+        for item in items:
+            if type(item) is ConnectionRecord:
                 connections.append(item)
                 continue
-            record = flow(*item)
+            record = flow(item)  # type: ignore[arg-type]
             self.redactor.apply(record)
             record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             flows.append(record)
         return connections, flows
 
-    def _write(
-        self, store: Store | None, connections: list[ConnectionRecord], flows: list[FlowRecord]
-    ) -> Store | None:
-        """Write one batch, retrying while the store fails; the store to use next (None: gave up)."""
+    def _write(self, connections: list[ConnectionRecord], flows: list[FlowRecord]) -> None:
+        """Write one batch, retrying while the store fails (until `stopping`: then the batch is lost)."""
         while True:
             try:
-                if store is None:
-                    store = self.open_store()
-                store.write(connections, flows)
+                if self.store is None:
+                    self.store = self.open_store()
+                self.store.write(connections, flows)
             except StoreError as exc:
-                self._failed(store, exc)
-                store = None
-                if self._stopping:
-                    self.dropped += len(connections) + len(flows)
-                    return None
+                self._failed(exc)
+                if self.stopping:
+                    self.lost += len(connections) + len(flows)
+                    fields = {"lost": self.lost}
+                    log.warning("recorder stopped with records unwritten", extra={"fields": fields})
+                    return
                 time.sleep(RETRY_INTERVAL)
                 continue
             self.written += len(connections) + len(flows)
             if self._failing is not None:
                 log.warning("recording resumed", extra={"fields": {"after": self._failing}})
                 self._failing = None
-            return store
+            return
 
-    def _failed(self, store: Store | None, exc: StoreError) -> None:
+    def _failed(self, exc: StoreError) -> None:
         """Log the first failure of a run of them; drop the store so the next try reopens it."""
         self.store_failures += 1
         if self._failing is None:
@@ -224,9 +267,4 @@ class Recorder:
                 "recording paused: the store failed; proxying continues",
                 extra={"fields": {"reason": str(exc), "pid": os.getpid()}},
             )
-        if store is not None:
-            try:
-                store.close()
-            except StoreError:
-                pass  # it is being replaced because it failed
-
+        self.close()

@@ -53,6 +53,9 @@ class Redactor:
     def header_list(self, headers: Headers) -> Headers:
         if not headers:
             return headers
+        if not self.patterns:
+            names = self.headers
+            return [(name, MARK if name.lower() in names else value) for name, value in headers]
         return [(name, self.header_value(name, value)) for name, value in headers]
 
     def header_value(self, name: str, value: str) -> str:

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS flow_details (
     request_codec TEXT NOT NULL, request_body BLOB NOT NULL, request_head INTEGER NOT NULL,
     response_codec TEXT NOT NULL, response_body BLOB NOT NULL, response_head INTEGER NOT NULL
 );
-CREATE VIRTUAL TABLE IF NOT EXISTS flows_fts USING fts5 (url, headers, body);
+CREATE VIRTUAL TABLE IF NOT EXISTS flows_fts USING fts5 (url, headers, body, columnsize=0);
 """
 
 _FLOW_COLUMNS: Final = (
@@ -302,6 +302,7 @@ class SqliteStore:
                     self._exec("DELETE FROM connections", ())
             if deleted:
                 self._vacuum()
+            self.db.execute("PRAGMA optimize").fetchall()  # keeps the planner's statistics current
         except sqlite3.Error as exc:
             raise _error(exc, f"cannot prune {self.path}") from exc
         return deleted

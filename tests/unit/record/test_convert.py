@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lanner.record.convert import Origin, flow, split_target
+from lanner.record.convert import Origin, flow, pack, split_target
 from lanner.wire.http_exchange import HttpAnalyzer
 
 ORIGIN = Origin("abc.1", "forward", "127.0.0.1:5000", "alice")
@@ -33,7 +33,7 @@ def test_exchange_becomes_a_flow() -> None:
     analyzer = HttpAnalyzer()
     analyzer.client_data(b"POST http://h.example/p?q=1 HTTP/1.1\r\nHost: h.example\r\nX-Name: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nhi", 1.0)
     (exchange,) = analyzer.server_data(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Bin: \xff\r\n\r\nok", 2.0)
-    record = flow(exchange, ORIGIN)
+    record = flow(pack(exchange, ORIGIN))
     assert (record.method, record.host, record.port, record.path, record.status, record.reason) == (
         "POST", "h.example", 80, "/p?q=1", 201, "Created"
     )

@@ -19,7 +19,7 @@ from lanner.config.model import RecordConfig
 from lanner.record import recorder as recorder_module
 from lanner.record.convert import Origin
 from lanner.record.model import ConnectionRecord, FlowRecord
-from lanner.record.recorder import Recorder, Sampler
+from lanner.record.recorder import Recorder, Sampler, StoreWriter
 from lanner.record.store import StoreError
 from lanner.wire.http_exchange import Exchange, HttpAnalyzer
 
@@ -79,7 +79,7 @@ def test_sampler_keeps_errors_and_uses_the_longest_prefix() -> None:
 
 def test_flows_reach_the_store_converted() -> None:
     backend = MemoryBackend()
-    recorder = Recorder(RecordConfig(), backend.open)
+    recorder = Recorder(RecordConfig(), StoreWriter(RecordConfig(), backend.open))
     recorder.start()
 
     async def submit() -> None:
@@ -90,13 +90,13 @@ def test_flows_reach_the_store_converted() -> None:
     wait_for(lambda: len(backend.flows) == 50)
     recorder.stop()
     assert [flow.path for flow in backend.flows] == [f"/{index}" for index in range(50)]
-    assert recorder.written == 50 and recorder.dropped == 0
+    assert recorder.sink.written == 50 and recorder.dropped == 0  # type: ignore[attr-defined]
 
 
 def test_full_queue_drops_and_counts(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recorder_module, "REPORT_INTERVAL", 0.05)
     backend = MemoryBackend()
-    recorder = Recorder(RecordConfig(queue=10), backend.open)  # not started: nothing drains
+    recorder = Recorder(RecordConfig(queue=10), StoreWriter(RecordConfig(queue=10), backend.open))  # not started: nothing drains
 
     async def submit() -> None:
         for _ in range(25):
@@ -116,7 +116,7 @@ def test_store_failure_is_logged_once_and_recording_resumes(
     monkeypatch.setattr(recorder_module, "RETRY_INTERVAL", 0.05)
     backend = MemoryBackend()
     backend.failing = True
-    recorder = Recorder(RecordConfig(), backend.open)
+    recorder = Recorder(RecordConfig(), StoreWriter(RecordConfig(), backend.open))
     with caplog.at_level(logging.INFO, logger="lanner.record"):
         recorder.start()
 
@@ -125,7 +125,7 @@ def test_store_failure_is_logged_once_and_recording_resumes(
                 recorder.exchange(exchange(), ORIGIN)
 
         asyncio.run(submit())
-        wait_for(lambda: recorder.store_failures >= 3)
+        wait_for(lambda: recorder.sink.store_failures >= 3)  # type: ignore[attr-defined]
         backend.failing = False
         wait_for(lambda: len(backend.flows) == 3)
         recorder.stop()
@@ -137,7 +137,7 @@ def test_store_failure_is_logged_once_and_recording_resumes(
 
 def test_stop_writes_what_is_queued() -> None:
     backend = MemoryBackend()
-    recorder = Recorder(RecordConfig(batch=7), backend.open)
+    recorder = Recorder(RecordConfig(batch=7), StoreWriter(RecordConfig(batch=7), backend.open))
 
     async def submit() -> None:
         for _ in range(30):
