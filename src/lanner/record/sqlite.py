@@ -27,7 +27,7 @@ from lanner.record.store import StoreError
 SCHEMA_VERSION: Final = 1
 PRUNE_BATCH: Final = 2000
 VACUUM_BATCH: Final = 2048  # pages
-ANALYSIS_LIMIT: Final = 10000  # rows sampled per index by ANALYZE (1,000 was too few to tell host from method)
+ANALYSIS_LIMIT: Final = 10000  # rows ANALYZE samples per index (1,000 could not tell host from method)
 STATS_GROUPS: Final = 20
 
 _SCHEMA: Final = """
