@@ -30,10 +30,13 @@ class Origin(NamedTuple):
 
 
 PackedBody = tuple[bytes, int, bool, int] | None
+# A header list as (count, b"name\x00value\x00name\x00value"), a NUL inside a header escaped:
+# one object to pickle instead of a tuple and two bytes per header.
+PackedHeaders = tuple[int, bytes]
 # An exchange as plain tuples, bytes and numbers: cheap to pickle to the writer process.
 Packed = tuple[
-    Origin, bytes, bytes, str, WireHeaders, WireHeaders, PackedBody, float, float | None, list[int],
-    int | None, bytes, WireHeaders, WireHeaders, PackedBody, float | None, float | None, str | None, bool,
+    Origin, bytes, bytes, str, PackedHeaders, PackedHeaders, PackedBody, float, float | None, list[int],
+    int | None, bytes, PackedHeaders, PackedHeaders, PackedBody, float | None, float | None, str | None, bool,
 ]  # fmt: skip
 
 
@@ -41,13 +44,24 @@ def pack(exchange: Exchange, origin: Origin) -> Packed:
     """Runs in the proxy process (off the loop): an Exchange as a Packed tuple."""
     request, response = exchange.request, exchange.response
     return (
-        origin, request.method, request.target, request.version, request.headers, exchange.request_trailers,
-        _pack_body(exchange.request_body), exchange.started, exchange.request_ended, exchange.interim,
+        origin, request.method, request.target, request.version, _pack_headers(request.headers),
+        _pack_headers(exchange.request_trailers), _pack_body(exchange.request_body), exchange.started,
+        exchange.request_ended, exchange.interim,
         response.status if response is not None else None, response.reason if response is not None else b"",
-        response.headers if response is not None else [], exchange.response_trailers,
+        _pack_headers(response.headers if response is not None else []),
+        _pack_headers(exchange.response_trailers),
         _pack_body(exchange.response_body), exchange.response_started, exchange.response_ended,
         exchange.error, exchange.upgraded,
     )  # fmt: skip
+
+
+def _pack_headers(raw: WireHeaders) -> PackedHeaders:
+    if not raw:
+        return (0, b"")
+    joined = b"\x00".join(chain.from_iterable(raw))
+    if joined.count(b"\x00") != 2 * len(raw) - 1:  # a NUL inside a header: escape it, keep the pairs
+        joined = b"\x00".join(part.replace(b"\x00", b"\\x00") for part in chain.from_iterable(raw))
+    return (len(raw), joined)
 
 
 def _pack_body(capture: BodyCapture) -> PackedBody:
@@ -60,13 +74,13 @@ def text(raw: bytes) -> str:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def headers(raw: WireHeaders) -> Headers:
-    if not raw:
+def headers(packed: PackedHeaders) -> Headers:
+    count, joined = packed
+    if not count:
         return []
-    # One decode for the whole list (the writer's hot spot); NUL cannot occur in a parsed header.
-    flat = b"\x00".join(chain.from_iterable(raw)).decode("utf-8", "backslashreplace").split("\x00")
-    if len(flat) != 2 * len(raw):
-        return [(text(name), text(value)) for name, value in raw]
+    flat = joined.decode("utf-8", "backslashreplace").split("\x00")  # one decode for the whole list
+    if len(flat) != 2 * count:
+        raise ValueError(f"packed headers: {len(flat)} parts for {count} headers")
     return list(zip(flat[::2], flat[1::2], strict=True))
 
 

@@ -230,9 +230,14 @@ class StoreWriter:
             if type(item) is ConnectionRecord:
                 connections.append(item)
                 continue
-            record = flow(item)  # type: ignore[arg-type]
-            self.redactor.apply(record)
-            record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
+            try:
+                record = flow(item)  # type: ignore[arg-type]
+                self.redactor.apply(record)
+                record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
+            except Exception:  # a bug here must cost one flow, not the batch or the writer
+                self.lost += 1
+                log.exception("recorder could not convert an exchange", extra={"fields": {"lost": self.lost}})
+                continue
             flows.append(record)
         return connections, flows
 

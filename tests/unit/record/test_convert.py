@@ -42,3 +42,11 @@ def test_exchange_becomes_a_flow() -> None:
     assert record.request_body.data == b"hi" and record.response_body.data == b"ok"
     assert (record.conn_uid, record.listener, record.client, record.user) == ("abc.1", "forward", "127.0.0.1:5000", "alice")
     assert record.url == "http://h.example/p?q=1" and record.duration == 1.0
+
+
+def test_headers_survive_packing_even_with_a_nul() -> None:
+    from lanner.record.convert import _pack_headers, headers
+
+    raw = [(b"X-A", b"1"), (b"X-Nul", b"a\x00b"), (b"Empty", b"")]
+    assert headers(_pack_headers(raw)) == [("X-A", "1"), ("X-Nul", "a\\x00b"), ("Empty", "")]
+    assert headers(_pack_headers([])) == []

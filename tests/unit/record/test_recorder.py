@@ -147,3 +147,15 @@ def test_stop_writes_what_is_queued() -> None:
     recorder.start()
     recorder.stop()
     assert len(backend.flows) == 30
+
+
+def test_an_item_that_cannot_be_converted_costs_one_flow(caplog: pytest.LogCaptureFixture) -> None:
+    from lanner.record.convert import pack
+
+    backend = MemoryBackend()
+    writer = StoreWriter(RecordConfig(), backend.open)
+    broken = ("not", "a", "packed", "exchange")
+    with caplog.at_level(logging.ERROR, logger="lanner.record"):
+        writer.send([pack(exchange(b"/ok"), ORIGIN), broken, pack(exchange(b"/also"), ORIGIN)])  # type: ignore[list-item]
+    assert [flow.path for flow in backend.flows] == ["/ok", "/also"] and writer.lost == 1
+    assert any("could not convert" in record.getMessage() for record in caplog.records)
