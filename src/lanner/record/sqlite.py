@@ -29,6 +29,7 @@ PRUNE_BATCH: Final = 2000
 VACUUM_BATCH: Final = 2048  # pages
 ANALYSIS_LIMIT: Final = 10000  # rows ANALYZE samples per index (1,000 could not tell host from method)
 STATS_GROUPS: Final = 20
+_META_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per json.dumps call
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS connections (
@@ -365,7 +366,7 @@ def _flow_row(f: FlowRecord) -> tuple[Any, ...]:
 
 
 def _details_row(f: FlowRecord) -> tuple[Any, ...]:
-    meta = json.dumps(
+    meta = _META_ENCODER.encode(
         {
             "request_headers": f.request_headers,
             "request_trailers": f.request_trailers,
@@ -373,8 +374,7 @@ def _details_row(f: FlowRecord) -> tuple[Any, ...]:
             "response_trailers": f.response_trailers,
             "interim": f.interim,
             "notes": f.notes,
-        },
-        separators=(",", ":"),
+        }
     )
     req_codec, req_blob = bodies.compress(f.request_body.data)
     resp_codec, resp_blob = bodies.compress(f.response_body.data)
