@@ -105,6 +105,12 @@ class _End(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
         peer = self.peer
+        if self.conn.splice is not None:
+            # The splice relay moves the bytes on its own copies of the sockets and reports its
+            # own failures; an error from this (paused) transport, such as ENOTCONN when uvloop
+            # shuts down a socket the far side already closed, says nothing about the tunnel.
+            self.ended()
+            return
         if exc is not None:
             self.conn.set_outcome(Outcome.RESET, f"{self.side} connection lost: {exc}")
         if peer is not None and not peer.lost:
