@@ -20,6 +20,8 @@
 # counted).
 set -u
 BENCH=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/common.sh
+. "$BENCH/common.sh"
 ROOT=$(dirname "$BENCH")
 export DUR=${DUR:-8} CONC=${CONC:-50} ROUNDS=${ROUNDS:-1}
 ROUND=0
@@ -35,8 +37,6 @@ OFF_PORT=$((BASE + 1))
 ON_PORT=$((BASE + 2))
 MITM_PORT=$((BASE + 3))
 
-say() { echo "bench: $*" >&2; }
-die() { say "$*"; exit 1; }
 
 [ -x "$LANNER" ] || die "no lanner at $LANNER (run 'make install' or set LANNER)"
 [ -x "$PY" ] || die "no python at $PY"
@@ -47,74 +47,16 @@ RESULTS=$WORK/record.jsonl
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- tools: Debian packages for the origin and the load; a throwaway venv for mitmproxy ---
-export PATH=$PATH:/usr/sbin
-missing=()
-for tool in wrk nginx curl; do command -v $tool >/dev/null || missing+=($tool); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages for: ${missing[*]}"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light curl; } >"$WORK/apt.log" 2>&1 ||
-    die "apt-get failed, see $WORK/apt.log"
-fi
-venv() { # dir packages... : create once, reuse after
-  local dir=$1; shift
-  [ -f "$dir/.done" ] && return 0
-  say "creating $dir ($*)"
-  rm -rf "$dir" && python3 -m venv "$dir" && "$dir/bin/pip" install -q "$@" >"$dir.log" 2>&1 && touch "$dir/.done" ||
-    die "pip install $* failed, see $dir.log"
-}
+need_debs "wrk nginx curl" "wrk nginx-light curl"
 venv "$ENVS/mitmproxy" "${MITMPROXY:-mitmproxy}"
 MITMDUMP=$ENVS/mitmproxy/bin/mitmdump
 MITM_VERSION=$("$MITMDUMP" --version 2>/dev/null | sed -n 's/^Mitmproxy: //p')
 
-# --- processes: each server in its own process group, all stopped on exit ---
-SERVERS=()
-start() { # log command... ; sets PID (also the process group id)
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 &
-  PID=$!
-  SERVERS+=("$PID")
-}
-stop() { # pid [seconds=5]: TERM the group, wait that long, then KILL what is left
-  local pid=$1 tenths=$((${2:-5} * 10)) i
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq "$tenths"); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null && say "process group $pid did not stop in ${2:-5}s: killed"
-  wait "$pid" 2>/dev/null
-  return 0
-}
-cleanup() { for pid in "${SERVERS[@]}"; do stop "$pid"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid
-  local i
-  for i in $(seq 150); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { say "process $2 for port $1 exited"; return 1; }
-    sleep 0.1
-  done
-  say "port $1 never opened"; return 1
-}
-for port in $(seq "$BASE" $((BASE + 3))); do port_open "$port" && die "port $port is already in use (set BASE_PORT)"; done
+ports_free "$BASE" $((BASE + 3))
 
 # --- the origin: nginx, one worker, /small (18 bytes) ---
 echo "hello-from-origin" >"$WORK/www/small"
-cat >"$WORK/origin.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 65536;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin.err;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN_PORT backlog=4096; root $WORK/www; }
-}
-EOF
-start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
-wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/origin.err"
+start_origin "$ORIGIN_PORT"
 
 # --- lanner configs (checked before anything is measured) ---
 cat >"$WORK/lanner-off.yaml" <<EOF
@@ -140,26 +82,7 @@ for config in lanner-off lanner-on; do
 done
 
 # --- measurements: each appends one JSON line to $RESULTS ---
-record() { "$PY" "$BENCH/report.py" tag "$@" round="$ROUND" >>"$RESULTS"; }  # subject metric [key=value...] < json
-cpu_ticks() { "$PY" "$BENCH/report.py" cputicks "$1"; }
-others_start() { "$PY" "$BENCH/report.py" others $$ >"$WORK/others.json"; }
-others_since() { "$PY" "$BENCH/report.py" others $$ "$WORK/others.json"; }
-busy_pct() { # machine-wide CPU busy % over 1 s
-  local a b i total=0
-  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  echo $(( 100 - 100 * idle / (total > 0 ? total : 1) ))
-}
-wait_quiet() { # with QUIET_WAIT=N: wait up to N s for the machine to be under 10% busy
-  [ "${QUIET_WAIT:-0}" -gt 0 ] || return 0
-  local waited=0 busy
-  busy=$(busy_pct)
-  while [ "$busy" -gt 10 ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
-    [ "$waited" = 0 ] && say "machine ${busy}% busy; waiting up to ${QUIET_WAIT}s for it to quieten"
-    sleep 2; waited=$((waited + 3)); busy=$(busy_pct)
-  done
-}
+REPORT_PY=$PY
 # wrk through a proxy (port > 0) or straight to the origin (port 0); the parsed result on stdout
 # with the proxy's CPU ticks and everyone else's added
 run_wrk() { # subject port pid
@@ -204,7 +127,7 @@ measure_on() { # recording on: wrk, then the store and the log
   on_config "$data"
   start "$log" "$LANNER" run -c "$WORK/lanner-on.yaml"
   pid=$PID
-  if ! wait_port "$ON_PORT" "$pid"; then
+  if ! wait_port "$ON_PORT" "$pid" 150; then
     echo '{"unavailable": "did not start"}' | record lanner-on fwd
     stop "$pid"; return
   fi
@@ -252,7 +175,7 @@ suite() { # subject port command...
   local subject=$1 port=$2; shift 2
   start "$WORK/$subject-round$ROUND.log" "$@"
   local pid=$PID
-  if wait_port "$port" "$pid"; then
+  if wait_port "$port" "$pid" 150; then
     measure "$subject" "$port" "$pid"
   else
     echo '{"unavailable": "did not start"}' | record "$subject" fwd

@@ -15,6 +15,8 @@
 # under py-spy; collapsed stacks land in BENCH_WORK).
 set -u
 BENCH=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/common.sh
+. "$BENCH/common.sh"
 ROOT=$(dirname "$BENCH")
 export DUR=${DUR:-8} CONC=${CONC:-50} ROUNDS=${ROUNDS:-1}
 ROUND=0
@@ -32,8 +34,6 @@ PPROXY_UV_PORT=$((BASE + 3))
 PROXYPY_PORT=$((BASE + 4))
 SQUID_PORT=$((BASE + 5))
 
-say() { echo "bench: $*" >&2; }
-die() { say "$*"; exit 1; }
 
 [ -x "$LANNER" ] || die "no lanner at $LANNER (run 'make install' or set LANNER)"
 case "$OUT" in /*) ;; *) OUT=$PWD/$OUT ;; esac
@@ -43,85 +43,23 @@ RESULTS=$WORK/results.jsonl
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- tools: Debian packages for the origin, the load and squid; throwaway venvs for the rest ---
-export PATH=$PATH:/usr/sbin
-missing=()
-for tool in wrk nginx squid curl; do command -v $tool >/dev/null || missing+=($tool); done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing Debian packages for: ${missing[*]}"
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light squid curl; } >"$WORK/apt.log" 2>&1 ||
-    die "apt-get failed, see $WORK/apt.log"
-fi
+need_debs "wrk nginx squid curl" "wrk nginx-light squid curl"
 UVLOOP_PIN=$("$ROOT/.venv/bin/python" -c 'import uvloop; print("uvloop==" + uvloop.__version__)' 2>/dev/null || echo uvloop)
-venv() { # dir packages... : create once, reuse after
-  local dir=$1; shift
-  [ -f "$dir/.done" ] && return 0
-  say "creating $dir ($*)"
-  rm -rf "$dir" && python3 -m venv "$dir" && "$dir/bin/pip" install -q "$@" >"$dir.log" 2>&1 && touch "$dir/.done" ||
-    die "pip install $* failed, see $dir.log"
-}
 venv "$ENVS/peers" 'pproxy==2.7.9' 'proxy.py==2.4.10'  # no uvloop: pproxy as a plain install runs on asyncio
 # pproxy 2.7.9 calls asyncio.get_event_loop() after uvloop.install(), which uvloop >= 0.22 refuses.
 venv "$ENVS/pproxy-uvloop" 'pproxy==2.7.9' 'uvloop==0.21.0'
 venv "$ENVS/load" "$UVLOOP_PIN" py-spy
 LOADPY=$ENVS/load/bin/python
 
-# --- processes: each server in its own process group, all stopped on exit ---
-SERVERS=()
-start() { # log command... ; sets PID (also the process group id)
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 &
-  PID=$!
-  SERVERS+=("$PID")
-}
-stop() { # pid: TERM the group, wait up to 5 s, then KILL what is left
-  local pid=$1 i
-  kill -TERM -- "-$pid" 2>/dev/null || return 0
-  for i in $(seq 50); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL -- "-$pid" 2>/dev/null
-  wait "$pid" 2>/dev/null
-  return 0
-}
-cleanup() { for pid in "${SERVERS[@]}"; do stop "$pid"; done; }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_port() { # port pid
-  local i
-  for i in $(seq 100); do
-    port_open "$1" && return 0
-    kill -0 "$2" 2>/dev/null || { say "process $2 for port $1 exited"; return 1; }
-    sleep 0.1
-  done
-  say "port $1 never opened"; return 1
-}
-for port in $(seq "$BASE" $((BASE + 5))); do port_open "$port" && die "port $port is already in use (set BASE_PORT)"; done
+ports_free "$BASE" $((BASE + 5))
 
 # --- the origin: nginx, one worker, /small (18 bytes) and /big (100 MB) ---
 [ -f "$WORK/www/small" ] || echo "hello-from-origin" >"$WORK/www/small"
 [ "$(stat -c %s "$WORK/www/big" 2>/dev/null)" = 100000000 ] || head -c 100000000 /dev/urandom >"$WORK/www/big"
-cat >"$WORK/origin.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 65536;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin.err;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$ORIGIN_PORT backlog=4096; root $WORK/www; }
-}
-EOF
-start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
-wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/origin.err"
+start_origin "$ORIGIN_PORT"
 
 # --- measurements: each appends one JSON line to $RESULTS ---
-record() { "$LOADPY" "$BENCH/report.py" tag "$@" round="$ROUND" >>"$RESULTS"; }  # subject metric [key=value...] < json
-cpu_ticks() { "$LOADPY" "$BENCH/report.py" cputicks "$1"; }
-# CPU used by processes outside this script's tree (someone else's tests, a build) during a measurement
-others_start() { "$LOADPY" "$BENCH/report.py" others $$ >"$WORK/others.json"; }
-others_since() { "$LOADPY" "$BENCH/report.py" others $$ "$WORK/others.json"; }
+REPORT_PY=$LOADPY
 measure_fwd() { # subject port pid
   wait_quiet
   say "$1: HTTP forward, wrk ${DUR}s"
@@ -228,22 +166,6 @@ LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
 LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
 
 # --- the run: first, is anything else using the CPU? (the figures would be lower and noisier) ---
-busy_pct() { # machine-wide CPU busy % over 1 s
-  local a b i total=0
-  a=($(head -1 /proc/stat)); sleep 1; b=($(head -1 /proc/stat))
-  local idle=$(( (b[4] + b[5]) - (a[4] + a[5]) ))
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  echo $(( 100 - 100 * idle / (total > 0 ? total : 1) ))
-}
-wait_quiet() { # with QUIET_WAIT=N: wait up to N s for the machine to be under 10% busy
-  [ "${QUIET_WAIT:-0}" -gt 0 ] || return 0
-  local waited=0 busy
-  busy=$(busy_pct)
-  while [ "$busy" -gt 10 ] && [ "$waited" -lt "$QUIET_WAIT" ]; do
-    [ "$waited" = 0 ] && say "machine ${busy}% busy; waiting up to ${QUIET_WAIT}s for it to quieten"
-    sleep 2; waited=$((waited + 3)); busy=$(busy_pct)
-  done
-}
 wait_quiet
 export BENCH_BUSY
 BENCH_BUSY=$(busy_pct)

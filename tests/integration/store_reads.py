@@ -14,14 +14,20 @@ from lanner.record.store import StoreError
 WAIT = 15.0
 
 
+def _reader(path: Path) -> SqliteStore | None:
+    try:
+        return SqliteStore(str(path), readonly=True)
+    except StoreError:  # not created yet
+        return None
+
+
 def wait_flows(path: Path, count: int, text: str = "", timeout: float = WAIT) -> list[FlowRecord]:
     """Poll the store (as a separate reader, like `lanner flows`) until `count` flows match."""
     deadline = time.monotonic() + timeout
     found: list[FlowRecord] = []
     while time.monotonic() < deadline:
-        try:
-            store = SqliteStore(str(path), readonly=True)
-        except StoreError:  # not created yet
+        store = _reader(path)
+        if store is None:
             time.sleep(0.1)
             continue
         try:
@@ -47,9 +53,8 @@ def whole(path: Path, flow_id: int) -> FlowRecord:
 def wait_connection_records(path: Path, predicate: Callable[[ConnectionRecord], bool]) -> ConnectionRecord:
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        try:
-            store = SqliteStore(str(path), readonly=True)
-        except StoreError:  # not created yet
+        store = _reader(path)
+        if store is None:
             time.sleep(0.1)
             continue
         try:

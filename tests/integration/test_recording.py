@@ -14,13 +14,10 @@ import httpx
 import pytest
 import requests
 
+from lanner.record.model import header
 from tests.conftest import require_binary
 from tests.integration.servers import Origin, TcpEcho
 from tests.integration.store_reads import wait_connection_records, wait_flows, whole
-
-
-def header(flow_headers: list[tuple[str, str]], name: str) -> str | None:
-    return next((value for key, value in flow_headers if key.lower() == name), None)
 
 
 @pytest.fixture(scope="module")

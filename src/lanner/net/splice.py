@@ -50,10 +50,6 @@ class SpliceRelay:
 
     def direction_done(self) -> None:
         if all(direction.finished for direction in self.directions):
-            # Both directions ended cleanly. Closing the original transports can still report
-            # an error (uvloop's shutdown of a socket the peer already closed: ENOTCONN), which
-            # must not turn a tunnel that moved every byte into a reset.
-            self.conn.set_outcome(Outcome.OK)
             self.close()
 
     def fail(self, exc: OSError) -> None:

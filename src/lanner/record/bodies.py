@@ -15,7 +15,7 @@ import brotli
 import lz4.frame
 import zstandard
 
-from lanner.record.model import FlowRecord, header
+from lanner.record.model import FlowRecord, Headers, header
 
 COMPRESS_MIN: Final = 1024
 ZSTD_MIN: Final = 64 * 1024
@@ -129,6 +129,11 @@ def search_text(
     return decoded[:limit].decode("utf-8", "replace"), None
 
 
+def _content_encoding(record: FlowRecord, side: str, headers: Headers) -> str | None:
+    """The coding to undo; none when redaction rewrote the body (it was stored decoded)."""
+    return None if f"{side}_body" in record.notes else header(headers, "content-encoding")
+
+
 def readable(record: FlowRecord, side: str) -> tuple[bytes, str | None]:
     """A flow's request or response body with its content coding undone, for display and export.
 
@@ -140,7 +145,7 @@ def readable(record: FlowRecord, side: str) -> tuple[bytes, str | None]:
         if side == "request"
         else (record.response_body, record.response_headers)
     )
-    encoding = None if f"{side}_body" in record.notes else header(headers, "content-encoding")
+    encoding = _content_encoding(record, side, headers)
     if body.truncated and encoding:
         return body.data, "truncated: shown as captured (still content-encoded)"
     return decode_content(encoding, body.data)
@@ -155,7 +160,7 @@ def flow_search_text(record: FlowRecord, limit: int = 16384) -> str:
     ):
         if not body.data:
             continue
-        encoding = None if f"{side}_body" in record.notes else header(headers, "content-encoding")
+        encoding = _content_encoding(record, side, headers)
         found, error = search_text(header(headers, "content-type"), encoding, body.data, limit)
         if error is not None:
             record.notes[f"{side}_decode_error"] = error

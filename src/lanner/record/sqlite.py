@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -155,26 +156,35 @@ class SqliteStore:
     def write(self, connections: Sequence[ConnectionRecord], flows: Sequence[FlowRecord]) -> None:
         db = self.db
         try:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                if connections:
-                    db.executemany(_INSERT_CONNECTION, [_connection_row(c) for c in connections])
-                if flows:
-                    first = (db.execute("SELECT coalesce(max(id), 0) FROM flows").fetchone()[0]) + 1
-                    for offset, record in enumerate(flows):
-                        record.id = first + offset
-                    db.executemany(_INSERT_FLOW, [_flow_row(f) for f in flows])
-                    db.executemany(_INSERT_DETAILS, [_details_row(f) for f in flows])
-                    db.executemany(_INSERT_FTS, [_fts_row(f) for f in flows])
-                db.execute("COMMIT")
-            except BaseException:
-                for record in flows:
-                    record.id = 0
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
+            with self._transaction():
+                try:
+                    if connections:
+                        db.executemany(_INSERT_CONNECTION, [_connection_row(c) for c in connections])
+                    if flows:
+                        first = (db.execute("SELECT coalesce(max(id), 0) FROM flows").fetchone()[0]) + 1
+                        for offset, record in enumerate(flows):
+                            record.id = first + offset
+                        db.executemany(_INSERT_FLOW, [_flow_row(f) for f in flows])
+                        db.executemany(_INSERT_DETAILS, [_details_row(f) for f in flows])
+                        db.executemany(_INSERT_FTS, [_fts_row(f) for f in flows])
+                except BaseException:
+                    for record in flows:
+                        record.id = 0
+                    raise
         except sqlite3.Error as exc:
             raise _error(exc, f"cannot write to {self.path}") from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back if the body raises."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     # --- reading --------------------------------------------------------------------------
 
@@ -320,21 +330,14 @@ class SqliteStore:
 
     def _delete(self, ids: list[int]) -> int:
         marks = ", ".join("?" * len(ids))
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for table, column in (("flows", "id"), ("flow_details", "flow_id"), ("flows_fts", "rowid")):
                 self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
-            self.db.execute("COMMIT")
-        except BaseException:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
-            raise
         return len(ids)
 
     def _exec(self, sql: str, params: Sequence[Any]) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        self.db.execute(sql, params)
-        self.db.execute("COMMIT")
+        with self._transaction():
+            self.db.execute(sql, params)
 
     def close(self) -> None:
         try:
