@@ -35,13 +35,17 @@ def recv_until_close(sock: socket.socket, limit: int = 1 << 24) -> bytes:
 
 
 def recv_http_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """One response with a Content-Length body: (head, body)."""
+    """One response with a Content-Length body: (head, body).
+
+    The head is read a byte at a time so that a pipelined response arriving in the same
+    segment stays in the socket for the next call.
+    """
     data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
+    while not data.endswith(b"\r\n\r\n"):
+        byte = sock.recv(1)
+        if not byte:
             raise ConnectionError(f"closed before a full head: {data!r}")
-        data += chunk
+        data += byte
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
