@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -17,7 +18,9 @@ from lanner import logs
 from lanner.config.model import Config, ListenerConfig, split_hostport
 from lanner.entry.base import EntryProtocol
 from lanner.entry.forward import ForwardEntry
+from lanner.entry.router import RouterEntry
 from lanner.entry.tcp import TcpEntry
+from lanner.entry.tls_terminate import TlsEntry
 from lanner.errors import Outcome
 from lanner.net.listener import ListenerRuntime, Services
 from lanner.net.resolver import Resolver
@@ -27,16 +30,29 @@ from lanner.record.sqlite import SqliteStore
 from lanner.record.writer import WriterProcess
 from lanner.route.auth import Authenticator
 from lanner.route.rules import Router
+from lanner.tls.ca import CaError, CertificateAuthority
+from lanner.tls.leaves import LeafIssuer
+from lanner.tls.policy import Interception
+from lanner.tls.sni_certs import CertificateError, SniCertificates
 
 log = logging.getLogger("lanner")
 
 SWEEP_INTERVAL_MAX = 5.0
-_ENTRIES: dict[str, type[EntryProtocol]] = {"forward": ForwardEntry, "tcp": TcpEntry}
+_ENTRIES: dict[str, type[EntryProtocol]] = {
+    "forward": ForwardEntry,
+    "tcp": TcpEntry,
+    "router": RouterEntry,
+    "tls": TlsEntry,
+}
 
 
 def describe(listener: ListenerConfig) -> str:
     if listener.type == "tcp":
         return f"tcp listener {listener.name!r} on {listener.bind} forwards to {listener.target}"
+    if listener.type == "router":
+        return f"router listener {listener.name!r} on {listener.bind} routes by SNI and Host"
+    if listener.type == "tls":
+        return f"tls listener {listener.name!r} on {listener.bind} terminates TLS"
     accepts = []
     if "http" in listener.protocols:
         accepts += ["http", "connect"]
@@ -62,6 +78,8 @@ class Gateway:
             worker=worker,
             splice_after_bytes=config.splice_after_bytes,
         )
+        if config.intercept:
+            self.services.interception = _interception(config)
         self.retention: Retention | None = None
         if config.record.enabled:
             path = config.store_path
@@ -83,7 +101,12 @@ class Gateway:
                 self.services,
                 self.config.analyze_for(listener_config),
             )
-            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port)
+            tls = (
+                SniCertificates(listener_config.certificates).listening
+                if listener_config.certificates
+                else None
+            )
+            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port, tls)
             self.listeners.append(runtime)
             if self.announce:
                 print(f"lanner: {describe(listener_config)}", flush=True)
@@ -143,6 +166,13 @@ class Gateway:
             loop.call_later(self._sweep_interval(), self._sweep)
 
 
+def _interception(config: Config) -> Interception:
+    """The CA (created on first use), the leaf issuer and the intercept rules."""
+    ca = CertificateAuthority.load_or_create(config.ca_dir)
+    issuer = LeafIssuer(ca, os.path.join(config.ca_dir, "leaves"), config.tls.leaf_cache)
+    return Interception(config.intercept, config.tls, issuer)
+
+
 def _factory(entry: type[EntryProtocol], runtime: ListenerRuntime) -> Callable[[], EntryProtocol]:
     return lambda: entry(runtime)
 
@@ -153,6 +183,9 @@ def run(config: Config, worker: int | None = None) -> int:
         _runner(Gateway(config, worker).serve())
     except OSError as exc:
         print(f"lanner: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
+        return 1
+    except (CertificateError, CaError) as exc:
+        print(f"lanner: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
 

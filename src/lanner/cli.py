@@ -1,4 +1,4 @@
-"""Command line: `lanner run`, `lanner config check|schema`, `lanner flows …`, `lanner --version`."""
+"""Command line: `lanner run`, `lanner config check|schema`, `lanner flows|ca …`, `lanner --version`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import resource
 import sys
 
 from lanner import __version__
+from lanner.cli_ca import add_commands as add_ca_commands
 from lanner.cli_flows import add_commands as add_flows_commands
 from lanner.config import Config, ConfigError, load_config, load_default
 
@@ -41,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, metavar="N", help="processes sharing the listeners")
     run.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--intercept",
+        action="append",
+        metavar="PATTERN",
+        help="intercept (MITM) tunnels to hosts matching this glob; repeatable",
+    )
     run.set_defaults(func=_run)
 
     config = commands.add_parser("config", help="check a config or print its schema")
@@ -55,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_schema)
     config.set_defaults(func=lambda _args: _usage(config))
     add_flows_commands(commands)
+    add_ca_commands(commands)
     return parser
 
 
@@ -86,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
         log_updates["level"] = args.log_level
     if log_updates:
         updates["log"] = config.log.model_copy(update=log_updates)
+    if args.intercept:
+        updates["intercept"] = [*config.intercept, *({"hosts": [glob]} for glob in args.intercept)]
     if updates:
         config = Config.model_validate({**config.model_dump(), **updates})
     logs.setup(config.log.format, config.log.level)

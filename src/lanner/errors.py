@@ -29,6 +29,9 @@ class Outcome(StrEnum):
     HANDSHAKE_TIMEOUT = "handshake_timeout"
     IDLE_TIMEOUT = "idle_timeout"
     UPSTREAM_ERROR = "upstream_error"
+    TLS_FAILED = "tls_failed"  # the client's TLS handshake with lanner failed (refused its certificate)
+    UPSTREAM_TLS = "upstream_tls"  # the upstream's certificate did not verify, or its handshake failed
+    NO_ROUTE = "no_route"
     SHUTDOWN = "shutdown"
     ERROR = "error"
 
@@ -109,6 +112,22 @@ class UpstreamFailed(GatewayError):
     outcome = Outcome.UPSTREAM_ERROR
     socks5_reply = S5_GENERAL_FAILURE
     http_status = 502
+
+
+class UpstreamTlsFailed(GatewayError):
+    """The upstream's TLS handshake failed: its certificate did not verify, or it spoke bad TLS."""
+
+    outcome = Outcome.UPSTREAM_TLS
+    socks5_reply = S5_GENERAL_FAILURE
+    http_status = 502
+
+
+class NoRoute(GatewayError):
+    """No route of a router listener matches the name the client asked for (RFC 9110 15.5.20)."""
+
+    outcome = Outcome.NO_ROUTE
+    socks5_reply = S5_NOT_ALLOWED
+    http_status = 421
 
 
 class Unsupported(GatewayError):

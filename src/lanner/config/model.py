@@ -160,16 +160,74 @@ class RecordConfig(_Frozen):
         return self
 
 
+class InterceptRule(_Frozen):
+    """Which CONNECT and SOCKS tunnels lanner opens up; every criterion given must match.
+
+    The first matching rule decides; `action: bypass` carves exceptions out of
+    a later, broader rule. Tunnels no rule intercepts stay bypassed tunnels.
+    """
+
+    action: Literal["intercept", "bypass"] = "intercept"
+    hosts: list[str] = Field(default_factory=list, description="destination host globs; none: any")
+    ports: list[PortSpec] = Field(default_factory=list)
+    listeners: list[str] = Field(default_factory=list)
+    users: list[str] = Field(default_factory=list)
+    verify: bool = Field(True, description="verify the upstream's certificate (false: test setups only)")
+    ca_file: str | None = Field(None, description="extra CA certificates (PEM) trusted upstream")
+
+
+class TlsConfig(_Frozen):
+    """lanner's own CA and the certificates it shows intercepted clients."""
+
+    ca_dir: str | None = Field(None, description="where the CA lives; default: <data_dir>/ca")
+    leaf_cache: int = Field(1024, ge=1, description="leaf certificates kept in memory (LRU)")
+    pinning_failures: int = Field(
+        3, ge=1, description="failed client handshakes for a host before it is passed through"
+    )
+
+
+class RouteConfig(_Frozen):
+    """A router or tls listener's route: connections naming `match` go to `target`."""
+
+    match: str = Field(min_length=1, description="exact name, *.wildcard, or * (catch-all)")
+    protocol: Literal["tls", "http", "any"] = Field(
+        "any", description="router: which connections it routes (TLS by SNI, plain HTTP by Host)"
+    )
+    target: HostPort
+
+
+class CertificateConfig(_Frozen):
+    """A certificate a tls listener shows, chosen by the SNI the client sends."""
+
+    cert: str = Field(description="PEM file: the certificate and its chain")
+    key: str = Field(description="PEM file: its private key")
+    names: list[str] = Field(
+        default_factory=list, description="SNI names (exact or *.wildcard); default: the cert's SANs"
+    )
+    default: bool = Field(False, description="shown when no name matches (or the client sends none)")
+
+
 class ListenerConfig(_Frozen):
     name: str = Field(min_length=1)
-    type: Literal["forward", "tcp"] = "forward"
+    type: Literal["forward", "tcp", "router", "tls"] = "forward"
     bind: HostPort = DEFAULT_BIND
     protocols: list[Protocol] = Field(
         default_factory=lambda: list(_ALL_PROTOCOLS),
         description="forward listener: entry protocols accepted on this port",
     )
     auth: bool | None = Field(None, description="require credentials; default: when users exist")
-    target: HostPort | None = Field(None, description="tcp listener: where every connection goes")
+    target: HostPort | None = Field(
+        None, description="tcp listener: where every connection goes; tls listener: where unrouted ones go"
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="router and tls listeners: targets chosen by SNI or Host"
+    )
+    certificates: list[CertificateConfig] = Field(
+        default_factory=list, description="tls listener: the certificates it terminates with"
+    )
+    target_tls: bool = Field(False, description="tls listener: re-encrypt to the target")
+    target_verify: bool = Field(True, description="tls listener: verify the target's certificate")
+    target_ca_file: str | None = Field(None, description="tls listener: extra CAs trusted for the target")
     via: bool = Field(False, description="add a Via header to forwarded HTTP requests")
     analyze: Analyze | None = Field(
         None, description="parse and record traffic: forward default http (plain HTTP), tcp default none"
@@ -177,11 +235,24 @@ class ListenerConfig(_Frozen):
     limits: Limits | None = None
 
     @model_validator(mode="after")
-    def _target_for_tcp(self) -> ListenerConfig:
+    def _fields_for_type(self) -> ListenerConfig:
         if self.type == "tcp" and self.target is None:
             raise ValueError("a tcp listener needs a target")
-        if self.type != "tcp" and self.target is not None:
-            raise ValueError("target applies to tcp listeners only")
+        if self.type not in ("tcp", "tls") and self.target is not None:
+            raise ValueError("target applies to tcp and tls listeners only")
+        if self.type == "router" and not self.routes:
+            raise ValueError("a router listener needs routes")
+        if self.type not in ("router", "tls") and self.routes:
+            raise ValueError("routes apply to router and tls listeners only")
+        if self.type == "tls":
+            if not self.certificates:
+                raise ValueError("a tls listener needs certificates")
+            if self.target is None and not self.routes:
+                raise ValueError("a tls listener needs a target or routes")
+            if sum(certificate.default for certificate in self.certificates) > 1:
+                raise ValueError("at most one certificate may be the default")
+        elif self.certificates:
+            raise ValueError("certificates apply to tls listeners only")
         return self
 
 
@@ -202,8 +273,10 @@ class Config(_Frozen):
     workers: int = Field(1, ge=1, le=256)
     shutdown_grace: float = Field(10.0, ge=0, description="seconds open connections get to finish")
     dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
-    data_dir: str = Field("./lanner-data", description="where lanner keeps its store (and later its CA)")
+    data_dir: str = Field("./lanner-data", description="where lanner keeps its store and its CA")
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
+    intercept: list[InterceptRule] = Field(default_factory=list, description="tunnels to open up (MITM)")
+    tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
     splice_after_bytes: int = Field(
         1024 * 1024,
         ge=0,
@@ -218,7 +291,8 @@ class Config(_Frozen):
             duplicates = {name for name in names if names.count(name) > 1}
             if duplicates:
                 raise ValueError(f"duplicate {kind} names: {sorted(duplicates)}")
-        for rule in self.rules:
+        named: list[Rule | InterceptRule] = [*self.rules, *self.intercept]
+        for rule in named:
             unknown = set(rule.listeners) - set(listener_names)
             unknown |= set(rule.users) - set(user_names)
             if unknown:
@@ -232,6 +306,10 @@ class Config(_Frozen):
         if listener.analyze is not None:
             return listener.analyze
         return "http" if listener.type == "forward" else "none"
+
+    @property
+    def ca_dir(self) -> str:
+        return self.tls.ca_dir or os.path.join(self.data_dir, "ca")
 
     @property
     def store_path(self) -> str:

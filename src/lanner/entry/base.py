@@ -17,7 +17,7 @@ from lanner.errors import GatewayError, Outcome
 from lanner.net.conn import Conn
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import UpstreamEnd
+from lanner.net.relay import UpstreamEnd, link
 from lanner.net.tasks import spawn
 
 log = logging.getLogger("lanner")
@@ -108,3 +108,27 @@ class EntryProtocol(asyncio.Protocol):
     @property
     def client_gone(self) -> bool:
         return self.transport.is_closing()
+
+    def tunnel(
+        self,
+        upstream: UpstreamEnd,
+        host: str,
+        port: int,
+        early: bytes,
+        client_eof: bool = False,
+        client_paused: bool = False,
+    ) -> None:
+        """The client has been told it is connected: relay, or intercept if a rule says so."""
+        interception = self.listener.services.interception
+        rule = None
+        if interception is not None:
+            rule = interception.rule_for(self.listener.name, self.conn.account, host, port)
+        if rule is None:
+            link(
+                self.conn, self.transport, upstream, early, client_eof=client_eof, client_paused=client_paused
+            )
+            return
+        from lanner.entry.intercept import TunnelOpener  # the intercept entry builds on this module
+
+        context = interception.upstream_context(rule)  # type: ignore[union-attr]
+        TunnelOpener(self, upstream, host, port, context).start(early, client_eof)

@@ -90,9 +90,7 @@ def split_absolute(target: bytes) -> tuple[bytes, bytes]:
     return authority, path
 
 
-def request_for_origin(
-    head: RequestHead, authority: bytes, path: bytes, close: bool, via: bool
-) -> bytes:
+def request_for_origin(head: RequestHead, authority: bytes, path: bytes, close: bool, via: bool) -> bytes:
     """The request head to send upstream: origin-form, own Host, hop-by-hop removed."""
     version = b"1.0" if head.version == "1.0" else b"1.1"
     lines = [head.method, b" ", path, b" HTTP/", version, b"\r\nHost: ", authority, b"\r\n"]

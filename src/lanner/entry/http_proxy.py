@@ -52,6 +52,8 @@ _PIPELINED = 4
 
 _JOIN_LIMIT = 64 * 1024
 
+UpstreamKey = tuple[str, int, str | None]  # host, port, account: what a kept upstream serves
+
 
 def _write_all(transport: asyncio.Transport, pending: list[bytes | memoryview]) -> None:
     """One write for what one pump produced: joined when small (one send), else gathered."""
@@ -70,7 +72,7 @@ class HttpUpstream(asyncio.Protocol):
 
     __slots__ = ("session", "transport", "key")
 
-    def __init__(self, session: HttpProxySession, key: tuple[str, int, str | None]) -> None:
+    def __init__(self, session: HttpProxySession, key: UpstreamKey) -> None:
         self.session = session
         self.key = key
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
@@ -97,6 +99,8 @@ class HttpUpstream(asyncio.Protocol):
 
 
 class HttpProxySession(EntryProtocol):
+    spliceable = True  # an upgraded connection may move to the splice relay
+
     def __init__(self, listener: ListenerRuntime) -> None:
         super().__init__(listener)
         limits = listener.limits
@@ -180,14 +184,11 @@ class HttpProxySession(EntryProtocol):
             return
         if self.recorder is not None:
             self.exchange = Exchange(head, time.time(), self.recorder.max_body)
-        authority, path = split_absolute(head.target)
-        host, port = split_authority(authority, 80)
         self.close_after = not head.keep_alive
-        outgoing = request_for_origin(head, authority, path, self.close_after, self.via)
+        key, outgoing = self.route(head, user)
         self.awaiting_response = True
         self.response_started = False
         self.responses.expect_response_to(head.method)
-        key = (host, port, user)
         upstream = self.upstream
         self.conn.up += len(outgoing)
         if upstream is not None and upstream.key == key and not upstream.transport.is_closing():
@@ -196,6 +197,12 @@ class HttpProxySession(EntryProtocol):
         self.drop_upstream()
         self.pause_client(_DIALING)
         self.run(self.open_upstream(key, outgoing), "dial")
+
+    def route(self, head: RequestHead, user: str | None) -> tuple[UpstreamKey, bytes]:
+        """Where this request goes and the head to send there (raises ProtocolError if malformed)."""
+        authority, path = split_absolute(head.target)
+        host, port = split_authority(authority, 80)
+        return (host, port, user), request_for_origin(head, authority, path, self.close_after, self.via)
 
     def authenticate(self, head: RequestHead) -> str | None:
         if not self.listener.auth_required:
@@ -208,10 +215,14 @@ class HttpProxySession(EntryProtocol):
             self.conn.account = account
         return self.conn.account
 
-    async def open_upstream(self, key: tuple[str, int, str | None], outgoing: bytes) -> None:
+    async def connect(self, key: UpstreamKey) -> HttpUpstream:
         host, port, _ = key
+        _transport, upstream = await dial(self.conn, host, port, lambda: HttpUpstream(self, key))
+        return upstream
+
+    async def open_upstream(self, key: UpstreamKey, outgoing: bytes) -> None:
         try:
-            _transport, upstream = await dial(self.conn, host, port, lambda: HttpUpstream(self, key))
+            upstream = await self.connect(key)
         except GatewayError as exc:
             self.refuse_gateway(exc)
             return
@@ -243,10 +254,10 @@ class HttpProxySession(EntryProtocol):
         if upstream is None:
             return
         self.transport.write(_CONNECTED)
-        link(
-            self.conn,
-            self.transport,
+        self.tunnel(
             upstream,
+            host,
+            port,
             self.requests.take_buffered(),
             client_eof=self.client_eof,
             client_paused=bool(self.paused),
@@ -383,6 +394,7 @@ class HttpProxySession(EntryProtocol):
             end,
             to_upstream=self.requests.take_buffered(),
             to_client=bytes(self.responses.take_buffered()),
+            spliceable=self.spliceable,
         )
 
     def response_complete(self) -> None:
@@ -453,9 +465,13 @@ class HttpProxySession(EntryProtocol):
             exchange.response_ended = time.time()
         exchange.error = error
         if self.origin is None or self.origin.user != self.conn.user:
-            conn = self.conn
-            self.origin = Origin(self.recorder.uid(conn), self.listener.name, conn.client_text, conn.user)
+            self.origin = self.make_origin()
         self.recorder.exchange(exchange, self.origin)
+
+    def make_origin(self) -> Origin:
+        conn = self.conn
+        assert self.recorder is not None
+        return Origin(self.recorder.uid(conn), self.listener.name, conn.client_text, conn.user)
 
     # -- answers of our own --
 

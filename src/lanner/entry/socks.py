@@ -20,7 +20,6 @@ from lanner.errors import (
     Outcome,
 )
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import link
 from lanner.net.udp import UdpAssociation
 from lanner.wire import socks
 from lanner.wire.errors import ProtocolError
@@ -126,21 +125,13 @@ class SocksEntry(EntryProtocol):
             return
         if upstream is None:
             return
-        conn = self.conn
         bound_host, bound_port = upstream.transport.get_extra_info("sockname")[:2]
         if self.parser.version == socks.SOCKS4_VERSION:
             self.transport.write(socks.socks4_reply(S4_GRANTED))
         else:
             self.transport.write(socks.socks5_reply(S5_SUCCEEDED, bound_host, bound_port))
         early = b"".join(self.early) + self.parser.trailing_data()
-        link(
-            conn,
-            self.transport,
-            upstream,
-            to_upstream=early,
-            client_eof=self.client_eof,
-            client_paused=bool(self.early),
-        )
+        self.tunnel(upstream, host, port, early, client_eof=self.client_eof, client_paused=bool(self.early))
 
     async def _associate(self, host: str, port: int) -> None:
         client_ip = self.transport.get_extra_info("peername")[0]
@@ -190,4 +181,3 @@ def _is_name(host: str) -> bool:
     except ValueError:
         return True
     return False
-

@@ -1,4 +1,7 @@
-"""The plain L4 entry: every connection goes to the listener's fixed target (analyzed if asked)."""
+"""The plain L4 entry: every connection goes to the listener's fixed target (analyzed if asked).
+
+The tls listener's entry (`entry/tls_terminate.py`) is this one behind TLS termination.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from lanner.config.model import split_hostport
 from lanner.entry.base import EntryProtocol
 from lanner.net.analyze import AnalyzedClientEnd, AnalyzedUpstreamEnd, Tap
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import link
+from lanner.net.relay import UpstreamEnd, link
 from lanner.record.convert import Origin
 
 
@@ -30,19 +33,34 @@ class TcpEntry(EntryProtocol):
         self.client_eof = True
         return True
 
-    async def _connect(self) -> None:
+    # What a subclass (the tls listener) changes: where to, the scheme analysis records,
+    # TLS towards the target, and whether the relay may splice.
+    scheme = "http"
+    spliceable = True
+
+    def target(self) -> tuple[str, int] | None:
         assert self.listener.config.target is not None
-        host, port = split_hostport(self.listener.config.target)
+        return split_hostport(self.listener.config.target)
+
+    async def secure(self, upstream: UpstreamEnd, host: str) -> None:
+        """Nothing to do over plain TCP."""
+
+    async def _connect(self) -> None:
+        target = self.target()
+        if target is None:
+            return
+        host, port = target
         conn, recorder = self.conn, self.listener.recorder
         tap = None
         if recorder is not None:
             uid = recorder.uid(conn)
-            origin = Origin(uid, self.listener.name, conn.client_text, None, "http", host, port)
+            origin = Origin(uid, self.listener.name, conn.client_text, None, self.scheme, host, port)
             tap = Tap(conn, recorder, origin, recorder.max_body)
         end = (lambda: AnalyzedUpstreamEnd(conn, tap)) if tap is not None else None
         upstream = await self.dial_tunnel(host, port, end)
         if upstream is None:
             return
+        await self.secure(upstream, host)
         link(
             conn,
             self.transport,
@@ -51,4 +69,5 @@ class TcpEntry(EntryProtocol):
             client_eof=self.client_eof,
             client_paused=True,
             client_end=AnalyzedClientEnd(conn, tap) if tap is not None else None,
+            spliceable=self.spliceable,
         )

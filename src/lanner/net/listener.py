@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -21,10 +22,12 @@ from lanner.config.model import Analyze, Limits, ListenerConfig, split_hostport
 from lanner.net.conn import Conn
 from lanner.net.resolver import Resolver
 from lanner.route.auth import Authenticator
+from lanner.route.names import NameRoutes
 from lanner.route.rules import Router
 
 if TYPE_CHECKING:
     from lanner.record.recorder import Recorder
+    from lanner.tls.policy import Interception
 
 log = logging.getLogger("lanner")
 
@@ -40,6 +43,7 @@ class Services:
     worker: int | None = None  # set when several processes share the listeners
     splice_after_bytes: int = 0  # see lanner.net.splice
     recorder: Recorder | None = None  # see lanner.record.recorder
+    interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
@@ -59,8 +63,12 @@ class ListenerRuntime:
         self._report: asyncio.TimerHandle | None = None
         self.server: asyncio.Server | None = None
         self.auth_required = services.auth.required if config.auth is None else config.auth
+        self.routes = NameRoutes(list(config.routes))  # router and tls listeners
 
-    async def bind(self, factory: Callable[[], asyncio.Protocol], reuse_port: bool) -> None:
+    async def bind(
+        self, factory: Callable[[], asyncio.Protocol], reuse_port: bool, tls: ssl.SSLContext | None = None
+    ) -> None:
+        """Listen; with `tls`, connections reach the entry once their TLS handshake is done."""
         host, port = split_hostport(self.config.bind)
         self.server = await asyncio.get_running_loop().create_server(
             factory,
@@ -69,6 +77,8 @@ class ListenerRuntime:
             backlog=ACCEPT_BACKLOG,
             reuse_port=reuse_port or None,
             family=socket.AF_INET6 if ":" in host else socket.AF_UNSPEC,
+            ssl=tls,
+            ssl_handshake_timeout=self.limits.handshake_timeout if tls is not None else None,
         )
 
     def addresses(self) -> list[tuple[str, int]]:

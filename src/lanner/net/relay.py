@@ -197,16 +197,20 @@ def link(
     client_eof: bool = False,
     client_paused: bool = False,
     client_end: ClientEnd | None = None,
+    spliceable: bool = True,
 ) -> None:
     """Turn a handshaken client connection and a dialed upstream into a tunnel.
 
     `to_upstream` is what the client sent past its handshake; `to_client` is
     what the upstream sent that the entry already read (e.g. after a 101).
     `client_paused` says the entry paused the client's reading. `client_end`
-    replaces the plain client end (an analyzing one, say).
+    replaces the plain client end (an analyzing one, say). A tunnel whose
+    transports carry TLS that lanner terminated is not `spliceable`.
     """
     if client_end is None:
         client_end = SniProbe(conn)
+    if not spliceable:
+        client_end.splice_budget = upstream.splice_budget = -1
     client_end.transport = client
     client.set_write_buffer_limits(WRITE_HIGH_WATER)
     client_end.peer = upstream

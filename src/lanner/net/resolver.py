@@ -2,7 +2,9 @@
 
 Lookups run through the event loop's `getaddrinfo` (libuv's thread pool under
 uvloop, the default executor otherwise), never blocking the loop. Concurrent
-lookups of one name share a single query. IP literals never reach the resolver.
+lookups of one name share a single query. IP literals never reach the resolver,
+and neither do names under `.localhost`: they are the loopback address
+(RFC 6761 section 6.3), the way browsers and systemd-resolved answer them.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class Resolver:
         if literal is not None:
             return [literal]
         key = host.lower().rstrip(".")
+        if key.endswith(".localhost"):
+            return ["127.0.0.1"]
         loop = asyncio.get_running_loop()
         cached = self._cache.get(key)
         if cached is not None and cached[0] > loop.time():

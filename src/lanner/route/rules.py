@@ -28,32 +28,48 @@ class Verdict(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class _CompiledRule:
-    allow: bool
+class Criteria:
+    """Host globs, ports, listeners and users, compiled; an empty criterion matches anything."""
+
     host_pattern: re.Pattern[str] | None
-    cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     ports: tuple[tuple[int, int], ...]
     listeners: frozenset[str]
     users: frozenset[str]
 
+    @classmethod
+    def compile(
+        cls, hosts: Iterable[str], ports: Iterable[int | str], listeners: Iterable[str], users: Iterable[str]
+    ) -> Criteria:
+        globs = list(hosts)
+        pattern = None
+        if globs:
+            pattern = re.compile("|".join(fnmatch.translate(glob.lower()) for glob in globs), re.IGNORECASE)
+        ranges = []
+        for spec in ports:
+            low, _, high = str(spec).partition("-")
+            ranges.append((int(low), int(high or low)))
+        return cls(pattern, tuple(ranges), frozenset(listeners), frozenset(users))
+
+    def matches(self, listener: str, user: str | None, host: str, port: int) -> bool:
+        if self.listeners and listener not in self.listeners:
+            return False
+        if self.users and user not in self.users:
+            return False
+        if self.ports and not any(low <= port <= high for low, high in self.ports):
+            return False
+        return self.host_pattern is None or self.host_pattern.fullmatch(host) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    allow: bool
+    criteria: Criteria
+    cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+
 
 def _compile(rule: Rule) -> _CompiledRule:
-    pattern = None
-    if rule.hosts:
-        alternatives = "|".join(fnmatch.translate(glob.lower()) for glob in rule.hosts)
-        pattern = re.compile(alternatives, re.IGNORECASE)
-    ports = []
-    for spec in rule.ports:
-        low, _, high = str(spec).partition("-")
-        ports.append((int(low), int(high or low)))
-    return _CompiledRule(
-        allow=rule.action == "allow",
-        host_pattern=pattern,
-        cidrs=tuple(rule.cidrs),
-        ports=tuple(ports),
-        listeners=frozenset(rule.listeners),
-        users=frozenset(rule.users),
-    )
+    criteria = Criteria.compile(rule.hosts, rule.ports, rule.listeners, rule.users)
+    return _CompiledRule(allow=rule.action == "allow", criteria=criteria, cidrs=tuple(rule.cidrs))
 
 
 class Router:
@@ -67,13 +83,7 @@ class Router:
         self, listener: str, user: str | None, host: str, port: int, address: IPAddress | None
     ) -> Verdict:
         for rule in self._rules:
-            if rule.listeners and listener not in rule.listeners:
-                continue
-            if rule.users and user not in rule.users:
-                continue
-            if rule.ports and not any(low <= port <= high for low, high in rule.ports):
-                continue
-            if rule.host_pattern is not None and not rule.host_pattern.fullmatch(host):
+            if not rule.criteria.matches(listener, user, host, port):
                 continue
             if rule.cidrs:
                 if address is None:
