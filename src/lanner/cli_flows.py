@@ -17,13 +17,15 @@ from datetime import datetime
 from typing import IO, Any
 
 from lanner.record import bodies
-from lanner.record.filter import FilterError, Query, parse_optional
+from lanner.record.filter import FilterError, Query, parse, parse_optional
 from lanner.record.model import Body, FlowRecord, Headers, header
 from lanner.record.store import StoreError
 
 FOLLOW_INTERVAL = 0.5
 PAGE = 1000
 BINARY_PREVIEW = 256
+WS_MESSAGES_SHOWN = 10_000  # per upgrade, in `show` and in HAR export
+WS_PREVIEW = 96
 
 
 def add_commands(commands: Any) -> None:
@@ -176,6 +178,10 @@ def _row(record: FlowRecord) -> str:
     duration = record.duration
     ms = f"{duration * 1000:.1f}" if duration is not None else "-"
     size = _size(record.response_body.size)
+    if record.proto == "websocket":  # a message: its direction and payload size
+        sent = record.reason == "send"
+        status, ms = ("ws->" if sent else "ws<-"), "-"
+        size = _size((record.request_body if sent else record.response_body).size)
     error = f"  ! {record.error}" if record.error else ""
     columns = f"{record.id:>8}  {when:<12}  {record.method:<7} {status:>6} {ms:>8} {size:>8}"
     return f"{columns}  {record.url}{error}"
@@ -224,6 +230,8 @@ def _show(args: argparse.Namespace) -> int:
     try:
         record = store.get(args.id)
         connection = store.connection(record.conn_uid) if record else None
+        upgraded = record is not None and record.notes.get("upgraded") == "101"
+        messages = _messages(store, record) if record is not None and upgraded else []
     finally:
         store.close()
     if record is None:
@@ -260,10 +268,42 @@ def _show(args: argparse.Namespace) -> int:
         out.write(f"  error     {record.error}\n")
     for name, note in record.notes.items():
         out.write(f"  note      {name}: {note}\n")
+    if record.proto == "websocket":
+        side = "request" if record.notes.get("direction") == "send" else "response"
+        body = record.request_body if side == "request" else record.response_body
+        out.write(f"\n{'>' if side == 'request' else '<'} {record.method} message, {body.size} bytes\n")
+        out.write(_body_text(record, side, [], body) + "\n")
+        return 0
     _message(out, f"> {record.method} {record.path} HTTP/{record.http_version}", record, "request")
     if record.status is not None:
         _message(out, f"< HTTP/{record.http_version} {status}", record, "response")
+    if record.notes.get("upgraded") == "101":
+        _websocket_messages(out, messages)
     return 0
+
+
+def _messages(store: Any, upgrade: FlowRecord) -> list[FlowRecord]:
+    """The WebSocket messages recorded on an upgrade's connection, oldest first, whole."""
+    found = store.flows(parse(f'conn:"{upgrade.conn_uid}" proto:websocket'), limit=WS_MESSAGES_SHOWN)
+    whole = (store.get(summary.id) for summary in sorted(found, key=lambda summary: summary.id))
+    return [record for record in whole if record is not None]
+
+
+def _websocket_messages(out: IO[str], messages: list[FlowRecord]) -> None:
+    out.write(f"\nwebsocket messages ({len(messages)}):\n")
+    for message in messages:
+        sent = message.notes.get("direction") == "send"
+        body = message.request_body if sent else message.response_body
+        when = datetime.fromtimestamp(message.started).strftime("%H:%M:%S.%f")[:12]
+        try:
+            preview = body.data[:WS_PREVIEW].decode("utf-8")
+        except UnicodeDecodeError:
+            preview = body.data[: WS_PREVIEW // 3].hex(" ")
+        more = "…" if len(body.data) > WS_PREVIEW else ""
+        arrow = "->" if sent else "<-"
+        out.write(
+            f"  {message.id:>8}  {when}  {arrow} {message.method:<6} {_size(body.size):>8}  {preview}{more}\n"
+        )
 
 
 def _timings(record: FlowRecord) -> str:
@@ -369,12 +409,15 @@ def _export(args: argparse.Namespace) -> int:
                         progress.update()
                     last = page[-1].id
 
+            def messages(upgrade: FlowRecord) -> list[FlowRecord]:
+                return _messages(store, upgrade)
+
             if args.har == "-":
-                count = write_har(sys.stdout, whole())
+                count = write_har(sys.stdout, whole(), messages)
             else:
                 try:
                     with open(args.har, "w", encoding="utf-8") as out:
-                        count = write_har(out, whole())
+                        count = write_har(out, whole(), messages)
                 except OSError as exc:
                     raise _Failed(f"cannot write {args.har}: {exc.strerror}", 1) from exc
     finally:

@@ -19,7 +19,7 @@ import pytest
 import trustme
 import yaml
 
-from tests.integration.servers import Origin, TcpEcho, UdpEcho, free_port
+from tests.integration.servers import Origin, TcpEcho, UdpEcho, WsEcho, free_port
 
 STARTUP_TIMEOUT = 20.0
 
@@ -190,5 +190,21 @@ def tcp_echo() -> Iterator[TcpEcho]:
 @pytest.fixture(scope="session")
 def udp_echo() -> Iterator[UdpEcho]:
     server = UdpEcho()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def ws_echo() -> Iterator[WsEcho]:
+    server = WsEcho()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def wss_echo(test_ca: trustme.CA) -> Iterator[WsEcho]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    test_ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    server = WsEcho(tls=context)
     yield server
     server.close()

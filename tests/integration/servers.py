@@ -10,6 +10,7 @@ import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 
@@ -286,3 +287,29 @@ def free_port() -> int:
 def refused_port() -> int:
     """A port on 127.0.0.1 with nothing listening."""
     return free_port()
+
+
+class WsEcho:
+    """A WebSocket echo server (the `websockets` library) on 127.0.0.1, optionally over TLS.
+
+    It echoes every message; to the text "fragment-me" it answers with a
+    message sent in three fragments.
+    """
+
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        from websockets.sync.server import serve
+
+        self.server = serve(self._echo, "127.0.0.1", 0, ssl=tls, compression="deflate")
+        self.port = self.server.socket.getsockname()[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @staticmethod
+    def _echo(websocket: Any) -> None:
+        for message in websocket:
+            if message == "fragment-me":
+                websocket.send(["frag1-", "frag2-", "frag3"])
+            else:
+                websocket.send(message)
+
+    def close(self) -> None:
+        self.server.shutdown()

@@ -71,12 +71,16 @@ def split_authority(authority: bytes, default_port: int | None) -> tuple[str, in
 
 
 def split_absolute(target: bytes) -> tuple[bytes, bytes]:
-    """An absolute-form http:// target into (authority, origin-form path)."""
-    if target[:7].lower() != b"http://":
-        if target.startswith(b"/"):
-            raise ProtocolError("origin-form request: this is a proxy, send absolute URLs", 400)
-        raise ProtocolError("only http:// targets are proxied (use CONNECT for https)", 400)
-    rest = target[7:]
+    """An absolute-form http:// (or ws://, as WebSocket clients send it) target into (authority, path)."""
+    lowered = target[:7].lower()
+    if lowered == b"http://":
+        rest = target[7:]
+    elif lowered[:5] == b"ws://":
+        rest = target[5:]
+    elif target.startswith(b"/"):
+        raise ProtocolError("origin-form request: this is a proxy, send absolute URLs", 400)
+    else:
+        raise ProtocolError("only http:// and ws:// targets are proxied (use CONNECT for https)", 400)
     cut = len(rest)
     for stop in (b"/", b"?", b"#"):
         index = rest.find(stop)

@@ -21,6 +21,7 @@ from lanner.entry.http_forward import (
     split_authority,
 )
 from lanner.errors import AuthFailed, GatewayError, Outcome, UpstreamFailed
+from lanner.net.analyze import AnalyzedClientEnd, AnalyzedUpstreamEnd, WsTap, is_websocket
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
@@ -381,10 +382,14 @@ class HttpProxySession(EntryProtocol):
         assert upstream is not None
         self.switching = True
         self.conn.protocol = "http-upgrade"
-        if self.exchange is not None:
-            self.exchange.upgraded = True
+        exchange = self.exchange
+        tap = None
+        if exchange is not None:
+            exchange.upgraded = True
             self.record_exchange()
-        end = UpstreamEnd(self.conn)
+            if self.recorder is not None and self.origin is not None and is_websocket(exchange):
+                tap = WsTap(self.conn, self.recorder, self.origin, exchange)
+        end = UpstreamEnd(self.conn) if tap is None else AnalyzedUpstreamEnd(self.conn, tap)
         end.transport = upstream.transport
         upstream.transport.set_protocol(end)
         self.upstream = None
@@ -394,6 +399,7 @@ class HttpProxySession(EntryProtocol):
             end,
             to_upstream=self.requests.take_buffered(),
             to_client=bytes(self.responses.take_buffered()),
+            client_end=AnalyzedClientEnd(self.conn, tap) if tap is not None else None,
             spliceable=self.spliceable,
         )
 

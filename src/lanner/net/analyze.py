@@ -1,4 +1,4 @@
-"""Relay ends that also show what they forward to an analyzer.
+"""Relay ends that also show what they forward to an analyzer (HTTP, then WebSocket).
 
 Each end forwards a chunk first, then hands the very same bytes object to the
 connection's `Tap`: no copy, and the relay never waits for analysis. Analysis
@@ -6,6 +6,9 @@ never breaks a connection: a protocol error stops the analyzer (it says why),
 and an unexpected exception in it is logged once and stops analysis of that
 connection while the bytes keep flowing. Analyzed tunnels stay on the
 transport relay (no splice: the bytes must pass through Python to be seen).
+
+A 101 that switches to WebSocket hands the rest of the connection to a
+`WsTap`, which records each message as a flow on the same connection.
 """
 
 from __future__ import annotations
@@ -13,12 +16,85 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from lanner.net.conn import Conn
 from lanner.net.relay import ClientEnd, UpstreamEnd
-from lanner.record.convert import Origin
+from lanner.record.convert import Origin, WsItem
 from lanner.record.recorder import Recorder
+from lanner.wire.http1 import header_value
 from lanner.wire.http_exchange import Exchange, HttpAnalyzer
+from lanner.wire.websocket import WsAnalyzer, WsMessage, negotiated_deflate
+
+
+class Analysis(Protocol):
+    """What an analyzing relay end shows its bytes to."""
+
+    def client_data(self, data: bytes) -> None: ...
+
+    def server_data(self, data: bytes) -> None: ...
+
+    def client_eof(self) -> None: ...
+
+    def server_eof(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+
+def is_websocket(exchange: Exchange) -> bool:
+    """A 101 answering an `Upgrade: websocket` request (RFC 6455 section 4.1)."""
+    response = exchange.response
+    if response is None or response.status != 101 or not exchange.request.upgrade:
+        return False
+    upgrade = header_value(exchange.request.headers, b"upgrade") or b""
+    return b"websocket" in upgrade.lower()
+
+
+class WsTap:
+    """An upgraded connection's WebSocket messages, recorded as flows under its upgrade exchange."""
+
+    __slots__ = ("conn", "recorder", "origin", "analyzer", "target", "host_header")
+
+    def __init__(self, conn: Conn, recorder: Recorder, origin: Origin, upgrade: Exchange) -> None:
+        assert upgrade.response is not None
+        extensions = header_value(upgrade.response.headers, b"sec-websocket-extensions")
+        self.conn = conn
+        self.recorder = recorder
+        self.origin = origin
+        self.analyzer: WsAnalyzer | None = WsAnalyzer(negotiated_deflate(extensions), recorder.max_body)
+        self.target = upgrade.request.target
+        self.host_header = header_value(upgrade.request.headers, b"host")
+
+    def client_data(self, data: bytes) -> None:
+        if self.analyzer is not None:
+            self._record(self.analyzer.client_data(data, time.time()))
+
+    def server_data(self, data: bytes) -> None:
+        if self.analyzer is not None:
+            self._record(self.analyzer.server_data(data, time.time()))
+
+    def client_eof(self) -> None:
+        pass
+
+    def server_eof(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        self.analyzer = None
+
+    def _record(self, messages: list[WsMessage]) -> None:
+        for message in messages:
+            self.recorder.message(
+                WsItem(
+                    self.origin, self.target, self.host_header, message.from_client, int(message.opcode),
+                    message.data, message.size, message.compressed, message.truncated, message.time,
+                    message.close_code, message.close_reason,
+                )
+            )  # fmt: skip
+        analyzer = self.analyzer
+        if analyzer is not None and analyzer.stopped is not None:
+            self.conn.note("analysis", f"websocket: {analyzer.stopped}")
+            self.analyzer = None
 
 log = logging.getLogger("lanner")
 
@@ -26,7 +102,7 @@ log = logging.getLogger("lanner")
 class Tap:
     """One connection's analyzer and where its exchanges go."""
 
-    __slots__ = ("conn", "analyzer", "recorder", "origin")
+    __slots__ = ("conn", "analyzer", "recorder", "origin", "ws")
 
     def __init__(self, conn: Conn, recorder: Recorder, origin: Origin, max_body: int) -> None:
         limits = conn.listener.limits
@@ -36,13 +112,18 @@ class Tap:
         self.analyzer: HttpAnalyzer | None = HttpAnalyzer(
             max_body, limits.max_header_bytes, limits.max_request_line
         )
+        self.ws: WsTap | None = None  # after a WebSocket upgrade
 
     def client_data(self, data: bytes) -> None:
-        if self.analyzer is not None:
+        if self.ws is not None:
+            self.ws.client_data(data)
+        elif self.analyzer is not None:
             self._emit(self.analyzer.client_data, data)
 
     def server_data(self, data: bytes) -> None:
-        if self.analyzer is not None:
+        if self.ws is not None:
+            self.ws.server_data(data)
+        elif self.analyzer is not None:
             self._emit(self.analyzer.server_data, data)
 
     def client_eof(self) -> None:
@@ -57,6 +138,8 @@ class Tap:
         if self.analyzer is not None:
             self._close(self.analyzer.close)
             self.analyzer = None
+        if self.ws is not None:
+            self.ws.closed()
 
     def _emit(self, feed: Callable[[bytes, float], list[Exchange]], data: bytes) -> None:
         try:
@@ -71,14 +154,25 @@ class Tap:
             self._broken(exc)
 
     def _record(self, exchanges: list[Exchange]) -> None:
+        upgrade = None
         if exchanges:
             self.conn.requests += len(exchanges)
             for exchange in exchanges:
                 self.recorder.exchange(exchange, self.origin)
+                if exchange.upgraded and is_websocket(exchange):
+                    upgrade = exchange
         analyzer = self.analyzer
         if analyzer is not None and analyzer.stopped is not None and analyzer.stopped != "connection closed":
-            self.conn.note("analysis", analyzer.stopped)
             self.analyzer = None
+            if upgrade is None:
+                self.conn.note("analysis", analyzer.stopped)
+                return
+            self.ws = WsTap(self.conn, self.recorder, self.origin, upgrade)
+            from_client, from_server = analyzer.leftover()
+            if from_server:
+                self.ws.server_data(from_server)
+            if from_client:
+                self.ws.client_data(from_client)
 
     def _broken(self, exc: Exception) -> None:
         log.error("analysis failed; relaying goes on", exc_info=exc, extra={"fields": {"id": self.conn.id}})
@@ -89,7 +183,7 @@ class Tap:
 class AnalyzedClientEnd(ClientEnd):
     __slots__ = ("tap",)
 
-    def __init__(self, conn: Conn, tap: Tap) -> None:
+    def __init__(self, conn: Conn, tap: Analysis) -> None:
         super().__init__(conn)
         self.tap = tap
         self.splice_budget = -1
@@ -110,7 +204,7 @@ class AnalyzedClientEnd(ClientEnd):
 class AnalyzedUpstreamEnd(UpstreamEnd):
     __slots__ = ("tap",)
 
-    def __init__(self, conn: Conn, tap: Tap) -> None:
+    def __init__(self, conn: Conn, tap: Analysis) -> None:
         super().__init__(conn)
         self.tap = tap
         self.splice_budget = -1

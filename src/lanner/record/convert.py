@@ -114,6 +114,63 @@ def _split_authority(authority: str, default_port: int) -> tuple[str, int]:
     return host.lower(), int(port_text) if port_text.isdigit() else default_port
 
 
+class WsItem(NamedTuple):
+    """One WebSocket message as queued for the writer (already plain data: nothing to pack)."""
+
+    origin: Origin
+    target: bytes  # the upgrade request's target and Host: where the messages went
+    host_header: bytes | None
+    from_client: bool
+    opcode: int
+    data: bytes
+    size: int
+    compressed: bool
+    truncated: bool
+    time: float
+    close_code: int | None
+    close_reason: str
+
+
+WS_OPCODES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}
+
+
+def ws_flow(item: WsItem) -> FlowRecord:
+    """Runs in the writer: a WebSocket message as a flow (proto websocket) on its connection.
+
+    The payload is the request body of a message the client sent and the
+    response body of one the server sent; `reason` (a column every listing
+    has) and `notes` say which: "send" or "receive".
+    """
+    host_header = text(item.host_header) if item.host_header is not None else None
+    scheme, host, port, path = split_target(text(item.target), item.origin, host_header)
+    payload = Body(item.data, item.size, item.truncated, len(item.data))
+    origin = item.origin
+    record = FlowRecord(
+        conn_uid=origin.conn_uid,
+        proto="websocket",
+        started=item.time,
+        method=WS_OPCODES.get(item.opcode, str(item.opcode)),
+        scheme="wss" if scheme == "https" else "ws",
+        host=host,
+        port=port,
+        path=path,
+        request_ended=item.time,
+        listener=origin.listener,
+        client=origin.client,
+        user=origin.user,
+    )
+    record.notes["direction"] = record.reason = "send" if item.from_client else "receive"
+    if item.from_client:
+        record.request_body = payload
+    else:
+        record.response_body = payload
+    if item.compressed:
+        record.notes["compressed"] = "permessage-deflate"
+    if item.close_code is not None:
+        record.notes["close"] = f"{item.close_code} {item.close_reason}".strip()
+    return record
+
+
 def flow(packed: Packed) -> FlowRecord:
     """Runs in the writer: a Packed exchange as the FlowRecord the store keeps."""
     (

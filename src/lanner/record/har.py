@@ -12,29 +12,46 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from lanner import __version__
 from lanner.record import bodies
+from lanner.record.convert import WS_OPCODES
 from lanner.record.model import Body, FlowRecord, Headers, header
+
+WEBSOCKET = "websocket"  # the proto of a WebSocket message's flow
+_OPCODE_NUMBERS = {name: number for number, name in WS_OPCODES.items()}
 
 
 class HarError(ValueError):
     """A file that is not HAR, or an entry lanner cannot read; names where."""
 
 
-def write_har(out: IO[str], flows: Iterable[FlowRecord]) -> int:
-    """Stream a HAR log of `flows` (whole records, with bodies) to `out`; the number of entries."""
+Messages = Callable[[FlowRecord], list[FlowRecord]]
+
+
+def write_har(out: IO[str], flows: Iterable[FlowRecord], messages: Messages | None = None) -> int:
+    """Stream a HAR log of `flows` (whole records, with bodies) to `out`; the number of entries.
+
+    WebSocket messages are not entries of their own: `messages(upgrade)` gives
+    those of an upgrade's connection, written under its entry in the de-facto
+    `_webSocketMessages` field (as Chromium DevTools exports them).
+    """
     creator = json.dumps({"name": "lanner", "version": __version__})
     out.write(f'{{"log": {{"version": "1.2", "creator": {creator}, "pages": [], "entries": [\n')
     count = 0
     for record in flows:
+        if record.proto == WEBSOCKET:
+            continue
+        item = entry(record)
+        if messages is not None and record.notes.get("upgraded") == "101":
+            item["_webSocketMessages"] = [ws_message(message) for message in messages(record)]
         if count:
             out.write(",\n")
-        out.write(json.dumps(entry(record), ensure_ascii=False))
+        out.write(json.dumps(item, ensure_ascii=False))
         count += 1
     out.write("\n]}}\n")
     return count
@@ -82,8 +99,15 @@ def entry(record: FlowRecord) -> dict[str, Any]:
         "request": request,
         "response": response,
         "cache": {},
-        "timings": {"blocked": -1, "dns": -1, "connect": -1, "ssl": -1, "send": send, "wait": wait,
-                    "receive": receive},  # fmt: skip
+        "timings": {
+            "blocked": -1,
+            "dns": -1,
+            "connect": -1,
+            "ssl": -1,
+            "send": send,
+            "wait": wait,
+            "receive": receive,
+        },  # fmt: skip
         "connection": record.conn_uid,
         **({"comment": record.error} if record.error else {}),
         "_lanner": {
@@ -101,6 +125,24 @@ def entry(record: FlowRecord) -> dict[str, Any]:
             "response": _raw(record.response_body, record.response_trailers, response_raw),
         },
     }
+
+
+def ws_message(record: FlowRecord) -> dict[str, Any]:
+    """One `_webSocketMessages` item: type, time (epoch seconds), opcode, data (base64 if binary)."""
+    sent = record.notes.get("direction") == "send"
+    body = record.request_body if sent else record.response_body
+    opcode = _OPCODE_NUMBERS.get(record.method, 0)
+    item: dict[str, Any] = {"type": "send" if sent else "receive", "time": record.started, "opcode": opcode}
+    try:
+        item["data"] = body.data.decode("utf-8") if opcode != 2 else None
+    except UnicodeDecodeError:
+        item["data"] = None
+    if item["data"] is None:
+        item["data"] = base64.b64encode(body.data).decode("ascii")
+        item["_encoding"] = "base64"
+    extra = {key: value for key, value in record.notes.items() if key != "direction"}
+    item["_lanner"] = {"size": body.size, "truncated": body.truncated, "notes": extra}
+    return item
 
 
 def _content(record: FlowRecord, side: str) -> tuple[dict[str, str], bool]:
@@ -168,7 +210,10 @@ def read_har(source: IO[str]) -> Iterator[FlowRecord]:
         raise HarError("not a HAR file: no log.entries")
     for index, item in enumerate(log["entries"]):
         try:
-            yield _flow(item)
+            upgrade = _flow(item)
+            yield upgrade
+            for message in item.get("_webSocketMessages") or []:
+                yield _ws_flow(message, upgrade)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise HarError(f"log.entries[{index}]: {type(exc).__name__}: {exc}") from exc
 
@@ -219,6 +264,39 @@ def _flow(item: dict[str, Any]) -> FlowRecord:
     record.response_trailers = _headers((extra.get("response") or {}).get("trailers", []))
     if not extra and header(record.response_headers, "content-encoding") and record.response_body.data:
         record.notes["response_body"] = "decoded by the HAR producer"
+    return record
+
+
+def _ws_flow(item: dict[str, Any], upgrade: FlowRecord) -> FlowRecord:
+    opcode = int(item.get("opcode", 1))
+    raw = str(item.get("data", ""))
+    binary = item.get("_encoding") == "base64" or (
+        opcode == 2 and "_encoding" not in item and "_lanner" not in item
+    )
+    data = base64.b64decode(raw) if binary else raw.encode("utf-8")
+    extra = item.get("_lanner") or {}
+    body = Body(data, int(extra.get("size", len(data))), bool(extra.get("truncated", False)), len(data))
+    sent = item.get("type") == "send"
+    record = FlowRecord(
+        conn_uid=upgrade.conn_uid,
+        proto=WEBSOCKET,
+        started=float(item.get("time", upgrade.started)),
+        method=WS_OPCODES.get(opcode, str(opcode)),
+        scheme="wss" if upgrade.scheme in ("https", "wss") else "ws",
+        host=upgrade.host,
+        port=upgrade.port,
+        path=upgrade.path,
+        listener=upgrade.listener,
+        client=upgrade.client,
+        user=upgrade.user,
+        reason="send" if sent else "receive",
+        notes={"direction": "send" if sent else "receive", **dict(extra.get("notes") or {})},
+    )
+    record.request_ended = record.started
+    if sent:
+        record.request_body = body
+    else:
+        record.response_body = body
     return record
 
 

@@ -62,7 +62,11 @@ class ConnectionRecord:
 
 @dataclass(slots=True)
 class FlowRecord:
-    """One HTTP exchange (later also a WebSocket message, Redis command, SQL query).
+    """One HTTP exchange or WebSocket message (later also a Redis command, SQL query).
+
+    A WebSocket message has proto "websocket", its opcode's name as `method`,
+    its direction ("send" or "receive") as `reason`, and its payload as the
+    request body (sent by the client) or the response body (by the server).
 
     `id` is assigned by the store when the flow is written (0 before).
     """

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from lanner.config.model import RecordConfig
 from lanner.record import bodies
-from lanner.record.convert import Origin, Packed, flow, pack
+from lanner.record.convert import Origin, Packed, WsItem, flow, pack, ws_flow
 from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.redact import Redactor
 from lanner.record.store import Store, StoreError
@@ -48,8 +48,8 @@ WAKE_INTERVAL = 0.1
 SEARCH_TEXT_LIMIT = 16 * 1024
 
 StoreFactory = Callable[[], Store]
-Item = Packed | ConnectionRecord  # what a sink receives
-_Queued = tuple[Exchange, Origin] | ConnectionRecord
+Item = Packed | WsItem | ConnectionRecord  # what a sink receives
+_Queued = tuple[Exchange, Origin] | WsItem | ConnectionRecord
 
 
 class Sampler:
@@ -113,6 +113,10 @@ class Recorder:
             self.sampled_out += 1
             return
         self._put((exchange, origin))
+
+    def message(self, item: WsItem) -> None:
+        """A WebSocket message (always kept: its upgrade exchange was)."""
+        self._put(item)
 
     def connection(self, conn: Conn) -> None:
         now = time.time()
@@ -188,7 +192,8 @@ class Recorder:
                 if self._stopping:
                     return
                 continue
-            self.sink.send([pack(*item) if isinstance(item, tuple) else item for item in batch])
+            # Exchanges are packed here, off the loop; messages and connections are plain already.
+            self.sink.send([pack(*item) if type(item) is tuple else item for item in batch])  # type: ignore[misc]
 
     def _take_batch(self) -> list[_Queued]:
         queue, size = self.queue, min(len(self.queue), self.config.batch)
@@ -231,7 +236,7 @@ class StoreWriter:
                 connections.append(item)
                 continue
             try:
-                record = flow(item)  # type: ignore[arg-type]
+                record = ws_flow(item) if type(item) is WsItem else flow(item)  # type: ignore[arg-type]
                 self.redactor.apply(record)
                 record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             except Exception:  # a bug here must cost one flow, not the batch or the writer

@@ -191,6 +191,10 @@ class HttpAnalyzer:
             return self.server_eof(now)
         return self._take()
 
+    def leftover(self) -> tuple[bytes, bytes]:
+        """After an upgrade: the bytes each side sent past it (client's, server's), taken once."""
+        return bytes(self.requests.take_buffered()), bytes(self.responses.take_buffered())
+
     def stop(self, reason: str, now: float) -> None:
         self.stopped = reason
         open_exchanges = [self.response_open, *self.waiting]

@@ -142,3 +142,51 @@ def test_import_of_another_tools_har() -> None:
 def test_malformed_har(text: str, message: str) -> None:
     with pytest.raises(HarError, match=message.replace("[", r"\[").replace("]", r"\]")):
         list(read_har(io.StringIO(text)))
+
+
+def websocket_flows() -> tuple[FlowRecord, list[FlowRecord]]:
+    upgrade = FlowRecord(
+        conn_uid="w.1", proto="https", started=T0, method="GET", scheme="https", host="live.example.com",
+        port=443, path="/socket", request_headers=[("Upgrade", "websocket")], request_ended=T0 + 0.001,
+        status=101, reason="Switching Protocols", response_started=T0 + 0.002, response_ended=T0 + 0.002,
+        listener="forward", client="127.0.0.1:5", notes={"upgraded": "101"}, id=10,
+    )  # fmt: skip
+
+    def message(index: int, sent: bool, opcode: str, data: bytes, **notes: str) -> FlowRecord:
+        record = FlowRecord(
+            conn_uid="w.1", proto="websocket", started=T0 + index, method=opcode, scheme="wss",
+            host="live.example.com", port=443, path="/socket", request_ended=T0 + index,
+            reason="send" if sent else "receive", listener="forward", client="127.0.0.1:5",
+            notes={"direction": "send" if sent else "receive", **notes}, id=10 + index,
+        )  # fmt: skip
+        if sent:
+            record.request_body = Body(data, len(data))
+        else:
+            record.response_body = Body(data, len(data))
+        return record
+
+    return upgrade, [
+        message(1, True, "TEXT", "héllo".encode()),
+        message(2, False, "BINARY", bytes(range(256)), compressed="permessage-deflate"),
+        message(3, True, "CLOSE", b"\x03\xe8bye", close="1000 bye"),
+    ]
+
+
+def test_websocket_messages_are_written_under_their_upgrade_and_read_back() -> None:
+    upgrade, messages = websocket_flows()
+    out = io.StringIO()
+    # Message flows given as entries are skipped: they belong inside their upgrade's entry.
+    assert write_har(out, [upgrade, *messages], lambda _upgrade: messages) == 1
+    document = json.loads(out.getvalue())
+    jsonschema.validate(document, SCHEMA)
+    (item,) = document["log"]["entries"]
+    written = item["_webSocketMessages"]
+    assert [(m["type"], m["opcode"]) for m in written] == [("send", 1), ("receive", 2), ("send", 8)]
+    assert written[0]["data"] == "héllo" and written[0]["time"] == T0 + 1
+    back = list(read_har(io.StringIO(out.getvalue())))
+    assert len(back) == 4 and back[0].status == 101
+    for original, restored in zip(messages, back[1:], strict=True):
+        assert (restored.proto, restored.method, restored.reason) == ("websocket", original.method, original.reason)
+        assert restored.request_body.data == original.request_body.data
+        assert restored.response_body.data == original.response_body.data
+        assert restored.notes == original.notes and restored.conn_uid == "w.1" and restored.scheme == "wss"
