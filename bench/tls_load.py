@@ -24,8 +24,11 @@ wait has a 10 s timeout and the run stops by itself after warmup + SECONDS
 
 Prints one JSON object: rate (cycles or requests per second), done, p50_ms and
 p99_ms (one cycle or one request), errors and the first error seen (in the
-window; warm-up errors apart), and client_cpu (this process's CPU in the
-window, in cores). One process on uvloop: asyncio protocols, uvloop's TLS.
+window; warm-up errors apart), total (every cycle or request completed,
+warm-up included), client_cpu (this process's CPU in the window, in cores)
+and, with --watch PID, proxy_cpu_ticks: CPU clock ticks used in the window by
+PID and its descendants (report.py's accounting). One process on uvloop:
+asyncio protocols, uvloop's TLS.
 """
 
 from __future__ import annotations
@@ -33,9 +36,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import ssl
+import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from report import cpu_ticks  # noqa: E402  (bench/report.py, standard library only)
 
 HOST = "127.0.0.1"
 TIMEOUT = 10.0
@@ -152,8 +160,12 @@ async def open_tls(proxy_port: int, origin_port: int, sni: str, context: ssl.SSL
             if stream.buf:
                 raise RuntimeError("bytes after the CONNECT reply, before TLS")
         tls = await loop.start_tls(
-            transport, stream, context, server_hostname=sni,
-            ssl_handshake_timeout=TIMEOUT, ssl_shutdown_timeout=5.0,
+            transport,
+            stream,
+            context,
+            server_hostname=sni,
+            ssl_handshake_timeout=TIMEOUT,
+            ssl_shutdown_timeout=5.0,
         )
     except BaseException:
         transport.abort()
@@ -178,12 +190,14 @@ class Run:
         self.first_error = ""
         self.warmup_done = 0
         self.warmup_errors = 0
+        self.total = 0
 
     def check(self, body: bytes) -> None:
         if self.args.expect is not None and len(body) != self.args.expect:
             raise RuntimeError(f"body of {len(body)} bytes, expected {self.args.expect}")
 
     def done(self, began: float) -> None:
+        self.total += 1
         ended = time.monotonic()
         if self.start <= ended < self.end:
             self.latencies.append(ended - began)
@@ -245,7 +259,9 @@ class Run:
         tasks = [asyncio.ensure_future(worker()) for _ in range(a.concurrency)]
         await asyncio.sleep(max(0.0, self.start - time.monotonic()))
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        watched_before = cpu_ticks(a.watch) if a.watch else 0
         await asyncio.sleep(max(0.0, self.end - time.monotonic()))
+        watched = cpu_ticks(a.watch) - watched_before if a.watch else None
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         await asyncio.gather(*tasks)
         self.latencies.sort()
@@ -266,12 +282,16 @@ class Run:
             "first_error": self.first_error or None,
             "warmup_done": self.warmup_done,
             "warmup_errors": self.warmup_errors,
+            "total": self.total,
             "client_cpu": round(cpu / a.seconds, 2),
+            "proxy_cpu_ticks": watched,
         }
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("mode", choices=("newconn", "keepalive"))
     parser.add_argument("proxy_port", type=int, help="0: straight to the origin")
     parser.add_argument("origin_port", type=int)
@@ -281,6 +301,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sni", default="origin.test", help="server name sent in the ClientHello and Host")
     parser.add_argument("--path", default="/small")
     parser.add_argument("--expect", type=int, default=None, help="the body's length in bytes")
+    parser.add_argument("--watch", type=int, default=0, help="a PID whose process tree's CPU is sampled")
     args = parser.parse_args(argv)
     if not (0 < args.concurrency <= 1000 and 0 < args.seconds <= 600 and 0 <= args.warmup <= 60):
         parser.error("concurrency 1..1000, seconds 0..600, warmup 0..60")

@@ -101,12 +101,9 @@ class Gateway:
                 self.services,
                 self.config.analyze_for(listener_config),
             )
-            tls = (
-                SniCertificates(listener_config.certificates).listening
-                if listener_config.certificates
-                else None
-            )
-            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port, tls)
+            if listener_config.certificates:
+                runtime.certificates = SniCertificates(listener_config.certificates)
+            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port)
             self.listeners.append(runtime)
             if self.announce:
                 print(f"lanner: {describe(listener_config)}", flush=True)

@@ -24,8 +24,9 @@ class TlsEntry(TcpEntry):
     spliceable = False  # the client's bytes are TLS that lanner terminated
 
     def started(self) -> None:
-        tls = self.transport.get_extra_info("ssl_object")
-        self.conn.sni = tls.server_hostname if tls is not None else None
+        certificates = self.listener.certificates
+        assert certificates is not None
+        self.conn.sni = certificates.server_name(self.transport.get_extra_info("ssl_object"))
         super().started()
         self.conn.protocol = "tls"
 

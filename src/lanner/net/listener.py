@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 import socket
-import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -28,6 +27,7 @@ from lanner.route.rules import Router
 if TYPE_CHECKING:
     from lanner.record.recorder import Recorder
     from lanner.tls.policy import Interception
+    from lanner.tls.sni_certs import SniCertificates
 
 log = logging.getLogger("lanner")
 
@@ -64,12 +64,12 @@ class ListenerRuntime:
         self.server: asyncio.Server | None = None
         self.auth_required = services.auth.required if config.auth is None else config.auth
         self.routes = NameRoutes(list(config.routes))  # router and tls listeners
+        self.certificates: SniCertificates | None = None  # tls listeners
 
-    async def bind(
-        self, factory: Callable[[], asyncio.Protocol], reuse_port: bool, tls: ssl.SSLContext | None = None
-    ) -> None:
-        """Listen; with `tls`, connections reach the entry once their TLS handshake is done."""
+    async def bind(self, factory: Callable[[], asyncio.Protocol], reuse_port: bool) -> None:
+        """Listen; with certificates, connections reach the entry once their TLS handshake is done."""
         host, port = split_hostport(self.config.bind)
+        tls = self.certificates.listening if self.certificates is not None else None
         self.server = await asyncio.get_running_loop().create_server(
             factory,
             host,

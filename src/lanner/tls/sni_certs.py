@@ -11,6 +11,7 @@ subjectAltName DNS entries unless the config lists them.
 from __future__ import annotations
 
 import ssl
+import weakref
 from pathlib import Path
 
 from cryptography import x509
@@ -64,6 +65,10 @@ class SniCertificates:
         self.default = default
         self.listening = _context(next((c for c in configs if c.default), configs[0]))
         self.listening.sni_callback = self._choose
+        # The name each handshake asked for: Python's ssl keeps no server-side record of it.
+        self.asked: weakref.WeakKeyDictionary[ssl.SSLObject | ssl.SSLSocket, str] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def context_for(self, name: str | None) -> ssl.SSLContext:
         if name:
@@ -76,5 +81,11 @@ class SniCertificates:
                     return context
         return self.default
 
+    def server_name(self, connection: ssl.SSLObject | ssl.SSLSocket | None) -> str | None:
+        """The SNI the client sent on this (handshaken) connection."""
+        return self.asked.get(connection) if connection is not None else None
+
     def _choose(self, connection: ssl.SSLObject | ssl.SSLSocket, name: str | None, _: ssl.SSLContext) -> None:
+        if name:
+            self.asked[connection] = name.lower()
         connection.context = self.context_for(name)

@@ -107,3 +107,33 @@ def test_examples_load() -> None:
     for example in examples:
         config = load_config(example, {"ALICE_PASSWORD": "x"})
         assert config.listeners
+
+
+@pytest.mark.parametrize(
+    ("listener", "message"),
+    [
+        ("type: router", "a router listener needs routes"),
+        ("type: tls\n    target: 127.0.0.1:1", "a tls listener needs certificates"),
+        ("type: tls\n    certificates: [{cert: c.pem, key: k.pem}]", "needs a target or routes"),
+        ("type: forward\n    routes: [{match: a, target: 'h:1'}]", "routes apply to router and tls"),
+        ("type: router\n    routes: [{match: a, target: 'h:1'}]\n    target: h:2", "target applies"),
+        (
+            "type: tls\n    target: h:1\n    certificates: [{cert: a, key: b, default: true},"
+            " {cert: c, key: d, default: true}]",
+            "at most one certificate may be the default",
+        ),
+        ("type: router\n    routes: [{match: a, protocol: udp, target: 'h:1'}]", "routes.0.protocol"),
+    ],
+)
+def test_router_and_tls_listener_fields(tmp_path: Path, listener: str, message: str) -> None:
+    path = write(tmp_path, f"listeners:\n  - name: edge\n    {listener}\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, {})
+
+
+def test_intercept_rules_name_known_listeners(tmp_path: Path) -> None:
+    path = write(tmp_path, "intercept:\n  - hosts: ['*']\n    listeners: [nope]\n")
+    with pytest.raises(ConfigError, match="unknown listeners"):
+        load_config(path, {})
+    config = load_config(write(tmp_path, "intercept:\n  - hosts: ['*.example.com']\n    verify: false\n"), {})
+    assert config.intercept[0].verify is False and config.ca_dir.endswith("ca")
