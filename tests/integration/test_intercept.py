@@ -223,3 +223,38 @@ def test_a_burst_of_new_hosts_does_not_stall_other_connections(mitm: Any, tls_or
     assert all(result.startswith(b"HTTP/1.1 502") and b"did not verify" in result for result in results)
     assert during > 0  # the kept-alive connection went on being served during the burst
     print(f"kept-alive requests during the burst: {during}, slowest {max(rounds) * 1000:.0f} ms")
+
+
+def test_large_bodies_stream_both_ways_through_interception(mitm: Any, tls_origin: Origin) -> None:
+    base = f"https://localhost:{tls_origin.port}"
+    upload = bytes(range(256)) * 40_000  # 10 MiB
+    with httpx.Client(proxy=mitm.http_proxy, verify=trusting(mitm), timeout=60) as client:
+        download = client.get(f"{base}/big?n=20000000")
+        assert download.status_code == 200 and len(download.content) == 20_000_000
+        echoed = client.post(f"{base}/echo", content=upload)
+        assert echoed.content == upload
+
+
+def test_a_client_that_is_not_tls_inside_the_tunnel_is_passed_through(mitm: Any, origin: Origin) -> None:
+    sock = connect_tunnel(mitm, "127.0.0.1", origin.port)  # a plain HTTP origin, intercept rule matches
+    sock.sendall(b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    assert data.endswith(b"hello-from-origin\n")
+    mitm.wait_log(r"intercept=.?bypassed: not a TLS ClientHello")
+
+
+def test_a_client_leaving_mid_hello_is_logged_and_lanner_keeps_serving(mitm: Any, tls_origin: Origin) -> None:
+    from tests.unit.wire.test_tls_hello import client_hello
+
+    hello = client_hello("localhost")
+    sock = connect_tunnel(mitm, "localhost", tls_origin.port)
+    sock.sendall(hello[: len(hello) // 2])
+    sock.close()
+    mitm.wait_log(r"bypassed: client closed before its ClientHello")
+    context = trusting(mitm)
+    assert tls_get(connect_tunnel(mitm, "localhost", tls_origin.port), context, "localhost").endswith(
+        b"hello-from-origin\n"
+    )

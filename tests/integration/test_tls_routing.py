@@ -251,3 +251,17 @@ def test_curl_and_httpx_through_termination_are_recorded(terminator: Any, test_c
 def test_reencrypting_to_a_verified_target(terminator: Any, test_ca: trustme.CA) -> None:
     name, data = tls_exchange(terminator.addr("reencrypt"), trust(test_ca), "www.example.com")
     assert name == "www.example.com" and data.endswith(b"hello-from-origin\n")
+
+
+def test_a_partial_hello_takes_no_route(router: Any, test_ca: trustme.CA) -> None:
+    from tests.unit.wire.test_tls_hello import client_hello
+
+    hello = client_hello("alpha.test")
+    with socket.create_connection(router.addr(), timeout=10) as sock:
+        sock.sendall(hello[:-10])  # everything but the end: no route may be chosen yet
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b""
+    line = router.wait_log(r"proto=sni [^\n]*outcome=bad_request[^\n]*").group(0)
+    assert "dest=- " in line and "route=" not in line
+    name, _ = tls_exchange(router.addr(), trust(test_ca), "alpha.test")
+    assert name == "alpha.test"
