@@ -243,6 +243,7 @@ TARGETS = [
 ]
 MODES = ("newconn", "keepalive")
 tck = os.sysconf("SC_CLK_TCK")
+env = os.environ
 rows = {(i["subject"], i["metric"], i["round"]): i for i in items}
 rounds = sorted({i["round"] for i in items})
 present = [(s, label) for s, label in TARGETS if any(i["subject"] == s for i in items)]
@@ -284,6 +285,13 @@ def cores(subject, mode, key):
     return "–" if value is None else f"{value:.2f}"
 
 
+def others(subject, mode):
+    """CPU used meanwhile by processes this script did not start, in cores (over warm-up + DUR)."""
+    span = float(env["WARMUP"]) + float(env["DUR"])
+    value = med(subject, mode, lambda r: None if r.get("others_cpu_ticks") is None else r["others_cpu_ticks"] / tck / span)
+    return "–" if value is None else f"{value:.2f}"
+
+
 def errors(subject, mode):
     total = sum((r.get("errors") or 0) for k, r in rows.items() if k[:2] == (subject, mode))
     first = next((r["first_error"] for k, r in rows.items() if k[:2] == (subject, mode) and r.get("first_error")), "")
@@ -313,18 +321,20 @@ def ratio_cell(a, b, mode):
     return text
 
 
-env = os.environ
 lines = [
     "# TLS interception: new intercepted HTTPS connections and keep-alive requests",
     "",
     f"{env.get('BENCH_DATE', '')}; {env.get('BENCH_MACHINE', '')}; machine {env.get('BENCH_BUSY', '?')} busy before the run.",
     f"bench/tls_load.py on 127.0.0.1: new connections with {env['NEW_CONC']} workers, keep-alive with "
     f"{env['KA_CONC']} connections; {env['WARMUP']} s warm-up + {env['DUR']} s counted each; "
-    f"{env['ROUNDS']} round(s), medians (range). GET of an 18-byte file from nginx over TLS.",
+    f"{env['ROUNDS']} round(s), medians (range). GET of an 18-byte file from nginx over TLS. "
+    "CPU columns in cores (1.00 = one core busy): the proxy's process tree and the client during the counted "
+    "seconds; other processes' CPU (not started by this script) over warm-up and counted seconds.",
     "",
     "| target | new conns/s | p50 / p99 ms | proxy CPU | client CPU | keep-alive req/s | proxy CPU | client CPU "
-    "| new: × mitmdump | new: × proxy.py | keep-alive: × mitmdump | keep-alive: × proxy.py | errors (new / keep-alive) |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    "| new: × mitmdump | new: × proxy.py | keep-alive: × mitmdump | keep-alive: × proxy.py | errors (new / keep-alive) "
+    "| other processes' CPU (new / keep-alive) |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
 ]
 for subject, label in present:
     p50, p99 = med(subject, "newconn", lambda r: r.get("p50_ms")), med(subject, "newconn", lambda r: r.get("p99_ms"))
@@ -338,7 +348,8 @@ for subject, label in present:
         f"| {label} | {rate_cell(subject, 'newconn')} | {lat} | {cores(subject, 'newconn', 'proxy_cpu_ticks')} "
         f"| {cores(subject, 'newconn', 'client_cpu')} | {rate_cell(subject, 'keepalive')} "
         f"| {cores(subject, 'keepalive', 'proxy_cpu_ticks')} | {cores(subject, 'keepalive', 'client_cpu')} | "
-        + " | ".join(ratios) + f" | {errors(subject, 'newconn')} / {errors(subject, 'keepalive')} |"
+        + " | ".join(ratios) + f" | {errors(subject, 'newconn')} / {errors(subject, 'keepalive')} "
+        f"| {others(subject, 'newconn')} / {others(subject, 'keepalive')} |"
     )
 lines += ["", "Targets (issue), lanner with recording off against each peer in the same run:", ""]
 for mode, peer, need, what in (

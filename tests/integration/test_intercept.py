@@ -258,3 +258,21 @@ def test_a_client_leaving_mid_hello_is_logged_and_lanner_keeps_serving(mitm: Any
     assert tls_get(connect_tunnel(mitm, "localhost", tls_origin.port), context, "localhost").endswith(
         b"hello-from-origin\n"
     )
+
+
+def test_a_client_leaving_right_after_its_hello_still_gets_a_connection_record(
+    start_lanner: Any, tls_origin: Origin, ca_file: Path
+) -> None:
+    from tests.unit.wire.test_tls_hello import client_hello
+
+    lanner = start_lanner({"intercept": [{"hosts": ["*"], "ca_file": str(ca_file)}]})
+    for index in range(5):  # the first needs a new leaf (issued in a thread), the rest hit the cache
+        sock = connect_tunnel(lanner, "localhost", tls_origin.port)
+        sock.sendall(client_hello(f"gone{index}.localhost"))
+        sock.close()
+    for index in range(5):
+        line = lanner.wait_log(rf"connection id=\d+ [^\n]*sni=gone{index}.localhost[^\n]*").group(0)
+        assert "client left" in line or "TLS handshake" in line
+    assert tls_get(connect_tunnel(lanner, "localhost", tls_origin.port), trusting(lanner), "localhost").endswith(
+        b"hello-from-origin\n"
+    )

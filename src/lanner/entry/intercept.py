@@ -52,6 +52,7 @@ class TunnelOpener(asyncio.Protocol):
         self.late: list[bytes] = []  # read after the decision, before the hand-over
         self.decided = False
         self.client_eof = False
+        self.lost = False  # the client left while this opener still owned the connection
 
     @property
     def interception(self) -> Interception:
@@ -87,11 +88,11 @@ class TunnelOpener(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.decided:
-            self.decided = True
-            self.upstream.transport.close()
-            self.conn.set_outcome(Outcome.RESET if exc else Outcome.OK, "client left before its ClientHello")
-            self.conn.ended()
+        self.lost = True
+        self.upstream.transport.close()
+        when = "during interception" if self.decided else "before its ClientHello"
+        self.conn.set_outcome(Outcome.RESET if exc else Outcome.OK, f"client left {when}")
+        self.conn.ended()
 
     def decide(self, hello: ClientHello) -> None:
         name = hello.server_name or self.host
@@ -119,10 +120,12 @@ class TunnelOpener(asyncio.Protocol):
     async def intercept(self, hello: ClientHello, name: str) -> None:
         conn = self.conn
         context = await self.interception.issuer.context(name)
+        if self.lost:
+            return
         session = InterceptedSession(self.entry.listener, conn, self.host, self.port, self.upstream_context)
         session.server_name = hello.server_name or self.host
         securing = spawn(session.secure_existing(self.upstream), name=f"conn-{conn.id}-upstream-tls")
-        tls = TlsServer(context, self.client, lambda _exc: conn.ended())
+        tls = TlsServer(context, self.client, self.connection_lost)
         try:
             async with asyncio.timeout(self.entry.listener.limits.handshake_timeout):
                 await tls.start(self.reader.take_buffered() + b"".join(self.late))
@@ -145,6 +148,7 @@ class TunnelOpener(asyncio.Protocol):
         self.conn.set_outcome(Outcome.TLS_FAILED, f"client TLS handshake for {name} failed: {reason}")
         self.upstream.transport.close()
         self.client.close()
+        self.conn.ended()
 
 
 class InterceptedSession(HttpProxySession):

@@ -41,6 +41,7 @@ class Conn:
         "in_handshake",
         "notes",
         "splice",
+        "closed",
         "_seen",
         "_quiet_since",
     )
@@ -65,6 +66,7 @@ class Conn:
         self.in_handshake = True
         self.notes: dict[str, Any] | None = None
         self.splice: SpliceRelay | None = None
+        self.closed = False  # ended() ran
         self._seen = 0
         self._quiet_since = self.started
 
@@ -108,6 +110,10 @@ class Conn:
         return now - self._quiet_since
 
     def ended(self) -> None:
+        """Once, whichever of a connection's owners sees it end first."""
+        if self.closed:
+            return
+        self.closed = True
         if self.splice is not None:
             self.splice.close()
         if self.upstream is not None:

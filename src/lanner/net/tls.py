@@ -32,7 +32,7 @@ class TlsServer(asyncio.Protocol):
         self, context: ssl.SSLContext, raw: asyncio.Transport, lost: Callable[[Exception | None], None]
     ) -> None:
         self.raw = raw
-        self.lost = lost  # told when the connection ends before an application is attached
+        self.lost = lost  # told when the connection ends after the handshake, before an application is attached
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
@@ -94,11 +94,11 @@ class TlsServer(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.handshake.done():
+        if not self.handshake.done():  # whoever awaits the handshake answers for the connection
             self.handshake.set_exception(exc or ConnectionResetError("client left during the TLS handshake"))
-        if self.app is not None:
+        elif self.app is not None:
             self.app.connection_lost(exc)
-        else:
+        elif not self.handshake.exception():
             self.lost(exc)
 
     def pause_writing(self) -> None:
