@@ -276,3 +276,22 @@ def test_a_client_leaving_right_after_its_hello_still_gets_a_connection_record(
     assert tls_get(connect_tunnel(lanner, "localhost", tls_origin.port), trusting(lanner), "localhost").endswith(
         b"hello-from-origin\n"
     )
+
+
+def test_a_tunnel_that_never_sends_its_hello_is_closed_at_the_handshake_timeout(
+    start_lanner: Any, tls_origin: Origin
+) -> None:
+    lanner = start_lanner({"intercept": [{"hosts": ["*"]}], "limits": {"handshake_timeout": 1}})
+    sock = connect_tunnel(lanner, "localhost", tls_origin.port)
+    sock.settimeout(15)
+    assert sock.recv(100) == b""  # closed by lanner, not by this test
+    sock.close()
+    lanner.wait_log(r"proto=connect [^\n]*outcome=handshake_timeout")
+    assert plain_ok(lanner)
+
+
+def plain_ok(lanner: Any) -> bool:
+    """The same process still serves: a CONNECT is answered."""
+    with socket.create_connection(lanner.addr(), timeout=10) as sock:
+        sock.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
+        return sock.recv(100).startswith(b"HTTP/1.1 502")

@@ -28,7 +28,7 @@ from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
 from lanner.net.tasks import spawn
 from lanner.net.tls import TlsServer, start_client_tls, tls_reason
 from lanner.record.convert import Origin
-from lanner.tls.policy import Interception
+from lanner.tls.policy import Interception, ResumingContext
 from lanner.wire.errors import ProtocolError
 from lanner.wire.http1 import RequestHead, header_value
 from lanner.wire.tls_hello import ClientHello, HelloReader
@@ -40,7 +40,7 @@ class TunnelOpener(asyncio.Protocol):
     """Between the entry's success reply and the decision: bypass or intercept."""
 
     def __init__(
-        self, entry: EntryProtocol, upstream: UpstreamEnd, host: str, port: int, context: ssl.SSLContext
+        self, entry: EntryProtocol, upstream: UpstreamEnd, host: str, port: int, context: ResumingContext
     ) -> None:
         self.entry = entry
         self.conn = entry.conn
@@ -61,6 +61,9 @@ class TunnelOpener(asyncio.Protocol):
         return interception
 
     def start(self, early: bytes, client_eof: bool) -> None:
+        # The ClientHello and the TLS handshake count as handshake: the listener's sweeper
+        # closes a client that has not finished them `handshake_timeout` after it connected.
+        self.conn.in_handshake = True
         self.client.set_protocol(self)
         self.client.resume_reading()
         if early:
@@ -108,6 +111,7 @@ class TunnelOpener(asyncio.Protocol):
 
     def bypass(self, reason: str) -> None:
         self.decided = True
+        self.conn.handshake_done()
         self.conn.note("intercept", f"bypassed: {reason}")
         link(
             self.conn,
@@ -127,12 +131,12 @@ class TunnelOpener(asyncio.Protocol):
         securing = spawn(session.secure_existing(self.upstream), name=f"conn-{conn.id}-upstream-tls")
         tls = TlsServer(context, self.client, self.connection_lost)
         try:
-            async with asyncio.timeout(self.entry.listener.limits.handshake_timeout):
-                await tls.start(self.reader.take_buffered() + b"".join(self.late))
-        except (ssl.SSLError, ConnectionError, TimeoutError) as exc:
+            await tls.start(self.reader.take_buffered() + b"".join(self.late))
+        except (ssl.SSLError, ConnectionError) as exc:
             securing.cancel()
             self.refused(name, exc)
             return
+        conn.handshake_done()
         await securing
         conn.protocol = "https"
         conn.note("intercept", f"tls {tls.tls.version()}")
@@ -142,7 +146,7 @@ class TunnelOpener(asyncio.Protocol):
     def refused(self, name: str, exc: BaseException) -> None:
         """The client's handshake failed: recorded, counted towards passing the host through."""
         reason = tls_reason(exc) if isinstance(exc, ssl.SSLError) else (str(exc) or type(exc).__name__)
-        if isinstance(exc, TimeoutError):
+        if self.conn.outcome is Outcome.HANDSHAKE_TIMEOUT:
             reason = "no TLS handshake in time"
         self.interception.failures.failed(name, reason)
         self.conn.set_outcome(Outcome.TLS_FAILED, f"client TLS handshake for {name} failed: {reason}")
@@ -151,13 +155,30 @@ class TunnelOpener(asyncio.Protocol):
         self.conn.ended()
 
 
+class TlsUpstream(HttpUpstream):
+    """An intercepted session's origin, which hands its TLS session over for resumption."""
+
+    __slots__ = ("resumable",)
+
+    def __init__(self, session: InterceptedSession, key: UpstreamKey) -> None:
+        super().__init__(session, key)
+        self.resumable: tuple[ResumingContext, str, ssl.SSLObject] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.resumable is not None:  # the first answer: any ticket came before it
+            context, name, connection = self.resumable
+            self.resumable = None
+            context.remember(name, connection)
+        super().data_received(data)
+
+
 class InterceptedSession(HttpProxySession):
     """Origin-form HTTP inside an intercepted tunnel, to one origin over TLS."""
 
     spliceable = False  # both transports carry TLS that lanner terminated
 
     def __init__(
-        self, listener: ListenerRuntime, conn: Conn, host: str, port: int, upstream_context: ssl.SSLContext
+        self, listener: ListenerRuntime, conn: Conn, host: str, port: int, upstream_context: ResumingContext
     ) -> None:
         super().__init__(listener)
         self.conn = conn
@@ -187,14 +208,14 @@ class InterceptedSession(HttpProxySession):
 
     async def connect(self, key: UpstreamKey) -> HttpUpstream:
         """A new upstream for a later request (the first one was dialed by the tunnel's entry)."""
-        end = HttpUpstream(self, key)
+        end = TlsUpstream(self, key)
         _transport, plain = await dial(self.conn, self.host, self.port, lambda: UpstreamEnd(self.conn))
         await self.secure(plain.transport, end)
         return end
 
     async def secure_existing(self, plain: UpstreamEnd) -> None:
         """TLS over the upstream the tunnel's entry dialed; a failure is answered per request."""
-        end = HttpUpstream(self, (self.host, self.port, self.conn.account))
+        end = TlsUpstream(self, (self.host, self.port, self.conn.account))
         try:
             await self.secure(plain.transport, end)
         except GatewayError as exc:
@@ -204,13 +225,15 @@ class InterceptedSession(HttpProxySession):
         self.upstream = end
         self.conn.upstream = end.transport
 
-    async def secure(self, transport: asyncio.Transport, end: HttpUpstream) -> None:
+    async def secure(self, transport: asyncio.Transport, end: TlsUpstream) -> None:
         timeout = self.listener.limits.connect_timeout
         where = f"{self.host}:{self.port}"
-        end.transport = await start_client_tls(
-            transport, end, self.upstream_context, self.server_name, timeout, where
-        )
+        context = self.upstream_context
+        end.transport = await start_client_tls(transport, end, context, self.server_name, timeout, where)
         end.transport.set_write_buffer_limits(WRITE_HIGH_WATER)
+        connection = end.transport.get_extra_info("ssl_object")
+        if connection is not None:
+            end.resumable = (context, self.server_name, connection)
 
     def make_origin(self) -> Origin:
         conn = self.conn

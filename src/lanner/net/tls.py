@@ -32,7 +32,7 @@ class TlsServer(asyncio.Protocol):
         self, context: ssl.SSLContext, raw: asyncio.Transport, lost: Callable[[Exception | None], None]
     ) -> None:
         self.raw = raw
-        self.lost = lost  # told when the connection ends after the handshake, before an application is attached
+        self.lost = lost  # told when it ends after the handshake, before an application is attached
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
         self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)

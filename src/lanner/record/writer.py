@@ -4,8 +4,10 @@ A proxy process starts one (`WriterProcess`) and sends it packed batches over
 a pipe: a 4-byte length, then a pickle of plain tuples (`convert.pack`). The
 child (`python -m lanner.record.writer`) runs a `StoreWriter`, so SQLite,
 compression and the Python work of conversion never take the proxy's
-interpreter lock; it runs at a lower CPU priority, so on a saturated machine
-proxying comes first and recording falls behind (and then drops, counted).
+interpreter lock; it runs only on CPU time the proxy leaves (SCHED_IDLE), so on
+a saturated machine proxying comes first and recording falls behind: the
+recorder's queue (`record.queue`) absorbs bursts, and past it records are
+dropped, counted and logged.
 
 When the pipe is full the feeder thread waits and the recorder's bounded queue
 absorbs the rest. If the child dies, the batch in hand is lost (logged with
@@ -110,6 +112,24 @@ def _read_frame(source: IO[bytes]) -> bytes | None:
     return data if len(data) == size else None
 
 
+def _lower_priority() -> None:
+    """Run only on CPU time the proxy leaves (SCHED_IDLE on Linux, else nice 19).
+
+    A nice-19 process still holds a core until the scheduler's wakeup granularity
+    lets a woken proxy, client or origin in, which adds that delay to every hop of
+    a request; a SCHED_IDLE one is preempted at once.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(NICE)
+    except OSError:
+        pass
+
+
 def main(argv: list[str]) -> int:
     from lanner import logs
     from lanner.record.sqlite import SqliteStore
@@ -118,10 +138,7 @@ def main(argv: list[str]) -> int:
     # A terminal's Ctrl-C reaches the parent too, which then closes the pipe: finish, don't die.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.setup(log_format, log_level)
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
+    _lower_priority()
     writer = StoreWriter(RecordConfig.model_validate_json(config_json), lambda: SqliteStore(path))
 
     def give_up(_signum: int, _frame: FrameType | None) -> None:

@@ -10,6 +10,7 @@ pinning) into a passed-through one.
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from lanner.tls.leaves import LeafIssuer
 log = logging.getLogger("lanner")
 
 UPSTREAM_ALPN = ["http/1.1"]
+SESSIONS_KEPT = 10_000  # upstream TLS sessions remembered for resumption, by server name
 PINNED_HOSTS_KEPT = 10_000
 
 
@@ -61,7 +63,10 @@ class Interception:
         )
         self.issuer = issuer
         self.failures = HandshakeFailures(config.pinning_failures)
-        self._upstream: dict[tuple[bool, str | None], ssl.SSLContext] = {}
+        self._upstream: dict[tuple[bool, str | None], ResumingContext] = {}
+        for compiled in self.rules:  # built now: loading a trust store takes tens of milliseconds
+            if compiled.rule.action == "intercept":
+                self.upstream_context(compiled.rule)
 
     def rule_for(self, listener: str, user: str | None, host: str, port: int) -> InterceptRule | None:
         """The rule intercepting this tunnel, or None to leave it a bypassed tunnel."""
@@ -70,7 +75,7 @@ class Interception:
                 return compiled.rule if compiled.rule.action == "intercept" else None
         return None
 
-    def upstream_context(self, rule: InterceptRule) -> ssl.SSLContext:
+    def upstream_context(self, rule: InterceptRule) -> ResumingContext:
         key = (rule.verify, rule.ca_file)
         context = self._upstream.get(key)
         if context is None:
@@ -78,16 +83,77 @@ class Interception:
         return context
 
 
+class ResumingContext(ssl.SSLContext):
+    """A client context that offers each server name the TLS session it last handed out.
+
+    A resumed handshake costs the client about half a full one (no certificate chain
+    to parse and check). uvloop's `start_tls` makes its SSLObject through `wrap_bio`
+    and cannot pass a session, so `wrap_bio` is where the remembered one is offered;
+    a server that declines it simply runs a full handshake.
+    """
+
+    def __init__(self, protocol: ssl._SSLMethod, kept: int = SESSIONS_KEPT) -> None:
+        self.sessions: OrderedDict[str, ssl.SSLSession] = OrderedDict()
+        self.kept = kept
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        if session is None and isinstance(server_hostname, str):
+            session = self.sessions.get(server_hostname)
+        return super().wrap_bio(incoming, outgoing, server_side, server_hostname, session)
+
+    def remember(self, server_hostname: str, connection: ssl.SSLObject) -> None:
+        """Keep the session a server gave on `connection` (a TLS 1.3 ticket arrives after the handshake)."""
+        if connection.session_reused:
+            return  # the one offered still serves; reading `.session` costs a copy of it
+        session = connection.session
+        if session is None or not session.has_ticket:
+            return
+        self.sessions[server_hostname] = session
+        self.sessions.move_to_end(server_hostname)
+        if len(self.sessions) > self.kept:
+            self.sessions.popitem(last=False)
+
+
+def _bundle() -> str | None:
+    """The system's CA bundle file (`SSL_CERT_FILE` or the platform's), if there is one."""
+    paths = ssl.get_default_verify_paths()
+    bundle = os.environ.get(paths.openssl_cafile_env) or paths.cafile
+    return bundle if bundle and os.path.isfile(bundle) else None
+
+
 def upstream_context(
     verify: bool, ca_file: str | None, alpn: list[str] | None = UPSTREAM_ALPN
-) -> ssl.SSLContext:
-    """Client side: the system trust store (plus `ca_file`), or no verification at all."""
-    context = ssl.create_default_context()
-    if ca_file:
-        context.load_verify_locations(cafile=ca_file)
+) -> ResumingContext:
+    """Client side: the system trust store (plus `ca_file`), or no verification at all.
+
+    The trust store is the bundle file alone: `ssl.create_default_context()` would
+    also install OpenSSL 3's directory lookups, which search the certificate directory
+    again for every handshake (and do so even without verification, which is why an
+    unverified context loads no store at all). Without a bundle file the platform's
+    defaults are used as they are.
+    """
+    context = ResumingContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
+    else:
+        context.verify_mode = ssl.CERT_REQUIRED  # PROTOCOL_TLS_CLIENT's default, said out loud
+        context.check_hostname = True
+        bundle = _bundle()
+        if bundle is not None:
+            context.load_verify_locations(cafile=bundle)
+        else:
+            context.load_default_certs()
+        if ca_file:
+            context.load_verify_locations(cafile=ca_file)
     if alpn:
         context.set_alpn_protocols(alpn)
     return context

@@ -51,3 +51,42 @@ def test_a_host_passes_through_after_enough_failures(caplog: pytest.LogCaptureFi
     for index in range(3):  # the table is bounded: the oldest host is forgotten
         failures.failed(f"other{index}.example", "EOF")
     assert not failures.passed_through("pinned.example")
+
+
+def test_upstream_sessions_are_remembered_and_offered_again() -> None:
+    import trustme
+
+    from lanner.tls.policy import upstream_context
+
+    ca = trustme.CA()
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("origin.test").configure_cert(server)
+    client = upstream_context(True, None)
+    ca.configure_trust(client)
+
+    def connect() -> ssl.SSLObject:
+        to_server, to_client = ssl.MemoryBIO(), ssl.MemoryBIO()
+        server_in, server_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client.wrap_bio(to_client, to_server, server_hostname="origin.test")
+        peer = server.wrap_bio(server_in, server_out, server_side=True)
+        for _ in range(10):
+            for side in (tls, peer):
+                try:
+                    side.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+            server_in.write(to_server.read())
+            to_client.write(server_out.read())
+        peer.write(b"answer")  # the ticket travels ahead of the first answer
+        to_client.write(server_out.read())
+        assert tls.read(6) == b"answer"
+        return tls
+
+    first = connect()
+    assert not first.session_reused
+    client.remember("origin.test", first)
+    assert "origin.test" in client.sessions
+    second = connect()
+    assert second.session_reused  # offered through wrap_bio, accepted by the server
+    client.remember("origin.test", second)  # a resumed connection leaves the kept one alone
+    assert client.sessions["origin.test"].id == first.session.id  # type: ignore[union-attr]
