@@ -4,10 +4,10 @@ A proxy process starts one (`WriterProcess`) and sends it packed batches over
 a pipe: a 4-byte length, then a pickle of plain tuples (`convert.pack`). The
 child (`python -m lanner.record.writer`) runs a `StoreWriter`, so SQLite,
 compression and the Python work of conversion never take the proxy's
-interpreter lock; it runs only on CPU time the proxy leaves (SCHED_IDLE), so on
-a saturated machine proxying comes first and recording falls behind: the
-recorder's queue (`record.queue`) absorbs bursts, and past it records are
-dropped, counted and logged.
+interpreter lock; it runs at a lower CPU priority (nice 19), so on a saturated
+machine proxying comes first and recording falls behind: the recorder's queue
+(`record.queue`) absorbs bursts, and past it records are dropped, counted and
+logged.
 
 When the pipe is full the feeder thread waits and the recorder's bounded queue
 absorbs the rest. If the child dies, the batch in hand is lost (logged with
@@ -113,17 +113,12 @@ def _read_frame(source: IO[bytes]) -> bytes | None:
 
 
 def _lower_priority() -> None:
-    """Run only on CPU time the proxy leaves (SCHED_IDLE on Linux, else nice 19).
+    """Below the proxy's CPU priority, but not so low that recording starves.
 
-    A nice-19 process still holds a core until the scheduler's wakeup granularity
-    lets a woken proxy, client or origin in, which adds that delay to every hop of
-    a request; a SCHED_IDLE one is preempted at once.
+    SCHED_IDLE was tried (2026-11-27, docs/BENCHMARKS.md): on a busy 2-core machine the
+    writer then got too little time, the recorder's queue overflowed and 4-47% of the
+    records were dropped, with no gain in proxy throughput. Nice 19 stored every one.
     """
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        return
-    except (AttributeError, OSError):
-        pass
     try:
         os.nice(NICE)
     except OSError:
