@@ -61,7 +61,9 @@ ports_free() { # first last
   return 0
 }
 
-start_origin() { # port: nginx, one worker, serving $WORK/www
+start_origin() { # port [pem]: nginx, one worker, serving $WORK/www (over TLS with a cert+key pem)
+  local listen="listen 127.0.0.1:$1 backlog=4096;"
+  [ -n "${2:-}" ] && listen="listen 127.0.0.1:$1 ssl backlog=4096; ssl_certificate $2; ssl_certificate_key $2;"
   cat >"$WORK/origin.conf" <<EOF
 worker_processes 1;
 worker_rlimit_nofile 65536;
@@ -73,7 +75,7 @@ http {
   access_log off;
   sendfile on;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:$1 backlog=4096; root $WORK/www; }
+  server { $listen root $WORK/www; }
 }
 EOF
   start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
@@ -102,4 +104,17 @@ wait_quiet() { # with QUIET_WAIT=N: wait up to N s for the machine to be under 1
     [ "$waited" = 0 ] && say "machine ${busy}% busy; waiting up to ${QUIET_WAIT}s for it to quieten"
     sleep 2; waited=$((waited + 3)); busy=$(busy_pct)
   done
+}
+
+# The code measured and how busy the machine is, taken just before the rounds start
+# (the tree may change while a run goes on); sets LANNER_REV and BENCH_BUSY.
+begin_run() {
+  LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+  LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
+  wait_quiet
+  export BENCH_BUSY
+  BENCH_BUSY=$(busy_pct)
+  [ "$BENCH_BUSY" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY}% busy before the run; figures will be low and noisy"
+  BENCH_BUSY="$BENCH_BUSY%"
+  say "results: $RESULTS, logs: $WORK"
 }

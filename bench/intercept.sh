@@ -96,27 +96,7 @@ fi
 
 # --- the origin: nginx, one worker, TLS on 127.0.0.1, /small (18 bytes) ---
 echo "hello-from-origin" >"$WORK/www/small"
-cat >"$WORK/origin.conf" <<EOF
-worker_processes 1;
-worker_rlimit_nofile 65536;
-daemon off;
-pid $WORK/origin.pid;
-error_log $WORK/origin.err;
-events { worker_connections 16384; }
-http {
-  access_log off;
-  sendfile on;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$ORIGIN_PORT ssl backlog=4096;
-    ssl_certificate $WORK/origin.pem;
-    ssl_certificate_key $WORK/origin.pem;
-    root $WORK/www;
-  }
-}
-EOF
-start "$WORK/origin.log" nginx -c "$WORK/origin.conf"
-wait_port "$ORIGIN_PORT" "$PID" || die "origin nginx did not start, see $WORK/origin.err"
+start_origin "$ORIGIN_PORT" "$WORK/origin.pem"
 
 # --- lanner configs (checked before anything is measured) ---
 lanner_config() { # file port data_dir recording(true|false)
@@ -193,16 +173,8 @@ measure_on() { # recording on: both loads, then what reached the store
   [ "${KEEP_DATA:-0}" = 1 ] || rm -rf "$data"
 }
 
-LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
-
 # --- the run ---
-wait_quiet
-export BENCH_BUSY
-BENCH_BUSY=$(busy_pct)
-[ "$BENCH_BUSY" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY}% busy before the run; figures will be low and noisy"
-BENCH_BUSY="$BENCH_BUSY%"
-say "results: $RESULTS, logs: $WORK"
+begin_run
 for ROUND in $(seq "$ROUNDS"); do
   both direct 0 0
   suite lanner-off "$OFF_PORT" "$LANNER" run -c "$WORK/lanner-off.yaml"

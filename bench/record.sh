@@ -183,16 +183,8 @@ suite() { # subject port command...
   stop "$pid"
 }
 
-LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
-
 # --- the run ---
-wait_quiet
-export BENCH_BUSY
-BENCH_BUSY=$(busy_pct)
-[ "$BENCH_BUSY" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY}% busy before the run; figures will be low and noisy"
-BENCH_BUSY="$BENCH_BUSY%"
-say "results: $RESULTS, logs: $WORK"
+begin_run
 for ROUND in $(seq "$ROUNDS"); do
   measure direct 0 0
   suite lanner-off "$OFF_PORT" "$LANNER" run -c "$WORK/lanner-off.yaml"

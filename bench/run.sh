@@ -161,17 +161,8 @@ shutdown_lifetime 0 seconds
 pinger_enable off
 EOF
 
-# the code measured: taken now, as the tree may change while the run goes on
-LANNER_REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-LANNER_REV+=$(git -C "$ROOT" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')
-
-# --- the run: first, is anything else using the CPU? (the figures would be lower and noisier) ---
-wait_quiet
-export BENCH_BUSY
-BENCH_BUSY=$(busy_pct)
-[ "$BENCH_BUSY" -gt 10 ] && say "warning: the machine is ${BENCH_BUSY}% busy before the run; figures will be low and noisy"
-BENCH_BUSY="$BENCH_BUSY%"
-say "results: $RESULTS, logs: $WORK"
+# --- the run ---
+begin_run
 for ROUND in $(seq "$ROUNDS"); do
   [ "$ROUNDS" -gt 1 ] && say "round $ROUND of $ROUNDS"
   measure_direct_fwd
