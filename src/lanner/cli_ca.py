@@ -9,6 +9,7 @@ command creates the CA if it is missing. Exit codes: 0 done, 1 CA, config or fil
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -86,14 +87,15 @@ def _authority(args: argparse.Namespace) -> CertificateAuthority:
 @_command
 def _init(args: argparse.Namespace) -> int:
     ca = _authority(args)
-    print(f"created the CA: {ca.path}" if ca.created else f"the CA already exists: {ca.path}")
+    where = os.path.abspath(ca.path)
+    print(f"created the CA: {where}" if ca.created else f"the CA already exists: {where}")
     print(f"SHA-256 fingerprint: {ca.fingerprint_sha256}")
     return 0
 
 
 @_command
 def _path(args: argparse.Namespace) -> int:
-    print(_authority(args).path)
+    print(os.path.abspath(_authority(args).path))  # usable from any directory: --cacert "$(lanner ca path)"
     return 0
 
 
