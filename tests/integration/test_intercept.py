@@ -295,3 +295,13 @@ def plain_ok(lanner: Any) -> bool:
     with socket.create_connection(lanner.addr(), timeout=10) as sock:
         sock.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")
         return sock.recv(100).startswith(b"HTTP/1.1 502")
+
+
+def test_workers_share_one_ca(start_lanner: Any, tls_origin: Origin, ca_file: Path) -> None:
+    lanner = start_lanner({"intercept": [{"hosts": ["localhost"], "ca_file": str(ca_file)}]}, "--workers", "2")
+    url = f"https://localhost:{tls_origin.port}/small"
+    for _ in range(20):  # new connections: the kernel spreads them over both workers
+        with httpx.Client(proxy=lanner.http_proxy, verify=trusting(lanner)) as client:
+            assert client.get(url).text == "hello-from-origin\n"  # verified against the one ca.pem
+    lanner.wait_log(r"proto=https [^\n]*worker=0")
+    lanner.wait_log(r"proto=https [^\n]*worker=1")  # both workers intercepted with the same CA
