@@ -154,19 +154,20 @@ class TlsTransport(asyncio.Transport):
         self.session = session
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        session = self.session
-        if session.closing or not data:
-            return
-        session.tls.write(data)
-        session.flush()
+        if data:
+            self.writelines((data,))
 
     def writelines(self, list_of_data: Any) -> None:
         session = self.session
         if session.closing:
             return
-        for data in list_of_data:
-            if data:
-                session.tls.write(data)
+        try:
+            for data in list_of_data:
+                if data:
+                    session.tls.write(data)
+        except ssl.SSLError:  # the TLS session broke (a fatal alert): like a reset socket
+            self.abort()
+            return
         session.flush()
 
     def can_write_eof(self) -> bool:
