@@ -145,6 +145,11 @@ class SqliteStore:
         if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             raise StoreError(f"{self.path}: cannot use WAL mode")
         db.execute("PRAGMA synchronous = NORMAL")
+        # A batch touches pages of every index: a 64 MiB page cache (an upper bound, filled
+        # lazily) and checkpoints every ~40 MB of WAL instead of ~4 MB write 15% more flows/s
+        # (bench/store_bench.py, 2026-11-27: 14.5k -> 16.5k flows/s on a new store).
+        db.execute("PRAGMA cache_size = -65536")
+        db.execute("PRAGMA wal_autocheckpoint = 10000")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
             raise StoreError(f"{self.path} has schema version {version}; this lanner knows {SCHEMA_VERSION}")
