@@ -24,7 +24,7 @@ from lanner.errors import GatewayError, Outcome
 from lanner.net.conn import Conn
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
-from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
+from lanner.net.relay import WRITE_HIGH_WATER, ClientEnd, UpstreamEnd, link
 from lanner.net.tasks import spawn
 from lanner.net.tls import TlsServer, start_client_tls, tls_reason
 from lanner.record.convert import Origin
@@ -119,6 +119,7 @@ class TunnelOpener(asyncio.Protocol):
             self.upstream,
             to_upstream=self.reader.take_buffered() + b"".join(self.late),
             client_eof=self.client_eof,
+            client_end=ClientEnd(self.conn),  # the SNI is known: no probe of the first bytes
         )
 
     async def intercept(self, hello: ClientHello, name: str) -> None:
@@ -126,8 +127,9 @@ class TunnelOpener(asyncio.Protocol):
         context = await self.interception.issuer.context(name)
         if self.lost:
             return
-        session = InterceptedSession(self.entry.listener, conn, self.host, self.port, self.upstream_context)
-        session.server_name = hello.server_name or self.host
+        server_name = hello.server_name or self.host
+        listener = self.entry.listener
+        session = InterceptedSession(listener, conn, self.host, self.port, server_name, self.upstream_context)
         securing = spawn(session.secure_existing(self.upstream), name=f"conn-{conn.id}-upstream-tls")
         tls = TlsServer(context, self.client, self.connection_lost)
         try:
@@ -178,7 +180,13 @@ class InterceptedSession(HttpProxySession):
     spliceable = False  # both transports carry TLS that lanner terminated
 
     def __init__(
-        self, listener: ListenerRuntime, conn: Conn, host: str, port: int, upstream_context: ResumingContext
+        self,
+        listener: ListenerRuntime,
+        conn: Conn,
+        host: str,
+        port: int,
+        server_name: str,
+        upstream_context: ResumingContext,
     ) -> None:
         super().__init__(listener)
         self.conn = conn
@@ -188,7 +196,7 @@ class InterceptedSession(HttpProxySession):
             b"" if port == 443 else b":%d" % port
         )
         self.upstream_context = upstream_context
-        self.server_name = host
+        self.server_name = server_name  # what the client asked for: the upstream's SNI
         self.upstream_error: GatewayError | None = None  # answered to every request when set
 
     def authenticate(self, head: RequestHead) -> str | None:

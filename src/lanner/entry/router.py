@@ -43,7 +43,7 @@ class RouterEntry(EntryProtocol):
         if self.kind is None:
             self.kind = "tls" if data[0] == 0x16 else "http"
             self.conn.protocol = "sni" if self.kind == "tls" else "http-host"
-        elif self.conn.in_handshake is False:
+        elif not self.conn.in_handshake:
             self.received.append(data)  # arrived after the route was chosen, before the link
             return
         try:

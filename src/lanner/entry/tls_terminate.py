@@ -9,14 +9,12 @@ and recording work as on a tcp listener, with the scheme https.
 
 from __future__ import annotations
 
-import ssl
-
 from lanner.config.model import split_hostport
 from lanner.entry.tcp import TcpEntry
 from lanner.errors import Outcome
 from lanner.net.relay import UpstreamEnd
 from lanner.net.tls import start_client_tls
-from lanner.tls.policy import upstream_context
+from lanner.tls.policy import shared_upstream_context
 
 
 class TlsEntry(TcpEntry):
@@ -48,20 +46,10 @@ class TlsEntry(TcpEntry):
         config = self.listener.config
         if not config.target_tls:
             return
-        context = _target_context(config.target_verify, config.target_ca_file)
+        context = shared_upstream_context(config.target_verify, config.target_ca_file, ())
         where = self.conn.dest or host
         timeout = self.listener.limits.connect_timeout
         upstream.transport = await start_client_tls(
             upstream.transport, upstream, context, host, timeout, where
         )
         self.conn.upstream = upstream.transport
-
-
-_contexts: dict[tuple[bool, str | None], ssl.SSLContext] = {}
-
-
-def _target_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    context = _contexts.get((verify, ca_file))
-    if context is None:
-        context = _contexts[(verify, ca_file)] = upstream_context(verify, ca_file, alpn=None)
-    return context

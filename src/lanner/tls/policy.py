@@ -9,6 +9,7 @@ pinning) into a passed-through one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -63,7 +64,6 @@ class Interception:
         )
         self.issuer = issuer
         self.failures = HandshakeFailures(config.pinning_failures)
-        self._upstream: dict[tuple[bool, str | None], ResumingContext] = {}
         for compiled in self.rules:  # built now: loading a trust store takes tens of milliseconds
             if compiled.rule.action == "intercept":
                 self.upstream_context(compiled.rule)
@@ -76,11 +76,7 @@ class Interception:
         return None
 
     def upstream_context(self, rule: InterceptRule) -> ResumingContext:
-        key = (rule.verify, rule.ca_file)
-        context = self._upstream.get(key)
-        if context is None:
-            context = self._upstream[key] = upstream_context(rule.verify, rule.ca_file)
-        return context
+        return shared_upstream_context(rule.verify, rule.ca_file, tuple(UPSTREAM_ALPN))
 
 
 class ResumingContext(ssl.SSLContext):
@@ -126,6 +122,13 @@ def _bundle() -> str | None:
     paths = ssl.get_default_verify_paths()
     bundle = os.environ.get(paths.openssl_cafile_env) or paths.cafile
     return bundle if bundle and os.path.isfile(bundle) else None
+
+
+@functools.cache
+def shared_upstream_context(verify: bool, ca_file: str | None, alpn: tuple[str, ...]) -> ResumingContext:
+    """One context per kind for the whole process: loading a trust store takes tens of ms,
+    and remembered sessions are only offered again through the context that got them."""
+    return upstream_context(verify, ca_file, list(alpn))
 
 
 def upstream_context(
