@@ -18,6 +18,7 @@ from lanner import logs
 from lanner.config.model import Config, ListenerConfig, split_hostport
 from lanner.entry.base import EntryProtocol
 from lanner.entry.forward import ForwardEntry
+from lanner.entry.reverse import ReverseSession
 from lanner.entry.router import RouterEntry
 from lanner.entry.tcp import TcpEntry
 from lanner.entry.tls_terminate import TlsEntry
@@ -34,6 +35,7 @@ from lanner.tls.ca import CaError, CertificateAuthority
 from lanner.tls.leaves import LeafIssuer
 from lanner.tls.policy import Interception
 from lanner.tls.sni_certs import CertificateError, SniCertificates
+from lanner.upstream.registry import Upstreams
 
 log = logging.getLogger("lanner")
 
@@ -43,6 +45,7 @@ _ENTRIES: dict[str, type[EntryProtocol]] = {
     "tcp": TcpEntry,
     "router": RouterEntry,
     "tls": TlsEntry,
+    "reverse": ReverseSession,
 }
 
 
@@ -53,6 +56,9 @@ def describe(listener: ListenerConfig) -> str:
         return f"router listener {listener.name!r} on {listener.bind} routes by SNI and Host"
     if listener.type == "tls":
         return f"tls listener {listener.name!r} on {listener.bind} terminates TLS"
+    if listener.type == "reverse":
+        scheme = "https" if listener.certificates else "http"
+        return f"reverse listener {listener.name!r} on {listener.bind} ({scheme}) routes to backend pools"
     accepts = []
     if "http" in listener.protocols:
         accepts += ["http", "connect"]
@@ -80,6 +86,8 @@ class Gateway:
         )
         if config.intercept:
             self.services.interception = _interception(config)
+        if config.pools:
+            self.services.upstreams = Upstreams(config.pools)
         self.retention: Retention | None = None
         if config.record.enabled:
             path = config.store_path
@@ -93,6 +101,8 @@ class Gateway:
             self.services.recorder.start()
         if self.retention is not None:
             self.retention.start()
+        if self.services.upstreams is not None:
+            self.services.upstreams.start()
         reuse_port = self.config.workers > 1
         for listener_config in self.config.listeners:
             runtime = ListenerRuntime(
@@ -137,6 +147,8 @@ class Gateway:
         for runtime in self.listeners:
             for conn in list(runtime.live):
                 conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
+        if self.services.upstreams is not None:
+            self.services.upstreams.stop()
         await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
         logs.flush()
         if self.retention is not None:

@@ -32,6 +32,7 @@ class Outcome(StrEnum):
     TLS_FAILED = "tls_failed"  # the client's TLS handshake with lanner failed (refused its certificate)
     UPSTREAM_TLS = "upstream_tls"  # the upstream's certificate did not verify, or its handshake failed
     NO_ROUTE = "no_route"
+    UNAVAILABLE = "unavailable"  # no backend could take the request (none healthy, or breakers open)
     SHUTDOWN = "shutdown"
     ERROR = "error"
 
@@ -128,6 +129,36 @@ class NoRoute(GatewayError):
     outcome = Outcome.NO_ROUTE
     socks5_reply = S5_NOT_ALLOWED
     http_status = 421
+
+
+class NotRouted(GatewayError):
+    """No route of a reverse listener matches the request."""
+
+    outcome = Outcome.NO_ROUTE
+    socks5_reply = S5_NOT_ALLOWED
+    http_status = 404
+
+
+class NoBackend(GatewayError):
+    """Every backend of the pool is down, ejected or drained."""
+
+    outcome = Outcome.UNAVAILABLE
+    http_status = 503
+
+
+class Overloaded(GatewayError):
+    """A backend's circuit breaker is open: too many connections, waiting or in-flight requests."""
+
+    outcome = Outcome.UNAVAILABLE
+    http_status = 503
+
+
+class ResponseTimeout(GatewayError):
+    """The backend did not start its response in time."""
+
+    outcome = Outcome.TIMEOUT
+    socks5_reply = S5_TTL_EXPIRED
+    http_status = 504
 
 
 class Unsupported(GatewayError):

@@ -19,6 +19,7 @@ import pytest
 import trustme
 import yaml
 
+from tests.integration.backends import BackendProcess
 from tests.integration.servers import Origin, TcpEcho, UdpEcho, WsEcho, free_port
 
 STARTUP_TIMEOUT = 20.0
@@ -208,3 +209,18 @@ def wss_echo(test_ca: trustme.CA) -> Iterator[WsEcho]:
     server = WsEcho(tls=context)
     yield server
     server.close()
+
+
+@pytest.fixture
+def start_backend() -> Iterator[Any]:
+    """Start backend processes (tests/integration/backend_server.py); all are stopped at the end."""
+    started: list[BackendProcess] = []
+
+    def start(name: str) -> BackendProcess:
+        backend = BackendProcess(name)
+        started.append(backend)
+        return backend
+
+    yield start
+    for backend in started:
+        backend.stop()

@@ -83,7 +83,8 @@ def _validate(
         return Config.model_validate(data)
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            # A tagged union's tag (a route's "<pool>" or "<target>") is not a key of the file.
+            loc = tuple(part for part in error["loc"] if not str(part).startswith("<"))
             where = ".".join(str(part) for part in loc)
             env_name = overridden.get(loc)
             if env_name:

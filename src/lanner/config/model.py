@@ -9,48 +9,27 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import Discriminator, Field, Tag, model_validator
 
-DEFAULT_BIND = "127.0.0.1:8080"
+from lanner.config.pools import PoolConfig, ProxyProtocolConfig, ReverseRoute
+from lanner.config.types import (
+    DEFAULT_BIND,
+    Duration,
+    HostPort,
+    PortSpec,
+    Size,
+    parse_duration,
+    parse_size,
+    split_hostport,
+)
+from lanner.config.types import Frozen as _Frozen
 
+__all__ = ["DEFAULT_BIND", "parse_duration", "parse_size", "split_hostport"]  # re-exported
 
-def split_hostport(text: str) -> tuple[str, int]:
-    """'host:port', '[v6]:port' or ':port' (all interfaces) into (host, port)."""
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-    else:
-        host, sep, port = text.rpartition(":")
-        if ":" in host:
-            raise ValueError(f"IPv6 addresses must be bracketed: {text!r}")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"expected host:port, got {text!r}")
-    return host or "0.0.0.0", int(port)
-
-
-def _hostport(text: str) -> str:
-    split_hostport(text)
-    return text
-
-
-def _port_spec(spec: int | str) -> int | str:
-    low, _, high = str(spec).partition("-")
-    if not low.isdigit() or (high and not high.isdigit()):
-        raise ValueError(f"expected a port or a range like 8000-8999, got {spec!r}")
-    if not 0 < int(low) <= int(high or low) < 65536:
-        raise ValueError(f"port range out of order or bounds: {spec!r}")
-    return spec
-
-
-HostPort = Annotated[str, AfterValidator(_hostport)]
-PortSpec = Annotated[int | str, AfterValidator(_port_spec)]
 Protocol = Literal["http", "socks4", "socks5"]
 _ALL_PROTOCOLS: tuple[Protocol, ...] = ("http", "socks4", "socks5")
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Limits(_Frozen):
@@ -82,36 +61,6 @@ class Rule(_Frozen):
     users: list[str] = Field(default_factory=list)
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: float | str) -> float:
-    """Seconds, or a number with a unit: 250ms, 90s, 30m, 12h, 7d."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = value.strip().lower()
-    for unit, factor in _DURATION_UNITS.items():
-        number = text[: -len(unit)]
-        if text.endswith(unit) and number.replace(".", "", 1).isdigit():
-            return float(number) * factor
-    raise ValueError(f"expected seconds or a duration like 30m, 12h, 7d; got {value!r}")
-
-
-def parse_size(value: int | str) -> int:
-    """Bytes, or a number with a unit: 512KiB, 100MiB, 2GiB (KB/MB/GB are read the same)."""
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper().replace("IB", "B")
-    units = {"KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4, "B": 1}
-    for unit, factor in units.items():
-        number = text[: -len(unit)].strip()
-        if text.endswith(unit) and number.replace(".", "", 1).isdigit():
-            return int(float(number) * factor)
-    raise ValueError(f"expected bytes or a size like 64KiB, 500MiB, 2GiB; got {value!r}")
-
-
-Duration = Annotated[float | str, AfterValidator(parse_duration)]
-Size = Annotated[int | str, AfterValidator(parse_size)]
 Analyze = Literal["http", "none"]
 
 
@@ -207,9 +156,22 @@ class CertificateConfig(_Frozen):
     default: bool = Field(False, description="shown when no name matches (or the client sends none)")
 
 
+def _route_kind(route: Any) -> str:
+    """A route with a `target` is a router/tls route; any other names a pool (reverse listener)."""
+    if isinstance(route, dict):
+        return "<target>" if "target" in route else "<pool>"
+    return "<target>" if isinstance(route, RouteConfig) else "<pool>"
+
+
+AnyRoute = Annotated[
+    Annotated[RouteConfig, Tag("<target>")] | Annotated[ReverseRoute, Tag("<pool>")],
+    Discriminator(_route_kind),
+]
+
+
 class ListenerConfig(_Frozen):
     name: str = Field(min_length=1)
-    type: Literal["forward", "tcp", "router", "tls"] = "forward"
+    type: Literal["forward", "tcp", "router", "tls", "reverse"] = "forward"
     bind: HostPort = DEFAULT_BIND
     protocols: list[Protocol] = Field(
         default_factory=lambda: list(_ALL_PROTOCOLS),
@@ -219,12 +181,22 @@ class ListenerConfig(_Frozen):
     target: HostPort | None = Field(
         None, description="tcp listener: where every connection goes; tls listener: where unrouted ones go"
     )
-    routes: list[RouteConfig] = Field(
-        default_factory=list, description="router and tls listeners: targets chosen by SNI or Host"
+    routes: list[AnyRoute] = Field(
+        default_factory=list,
+        description="router and tls listeners: targets chosen by SNI or Host; "
+        "reverse listener: pools chosen by host, path, method and headers (first match wins)",
     )
     certificates: list[CertificateConfig] = Field(
-        default_factory=list, description="tls listener: the certificates it terminates with"
+        default_factory=list, description="tls and reverse listeners: the certificates it terminates with"
     )
+    proxy_protocol: ProxyProtocolConfig | None = Field(
+        None, description="accept PROXY protocol v1/v2 headers from trusted peers"
+    )
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list,
+        description="reverse listener: clients whose X-Forwarded-*, Forwarded and X-Request-Id are kept",
+    )
+    request_id_header: str = Field("X-Request-Id", description="reverse listener: the request id header")
     target_tls: bool = Field(False, description="tls listener: re-encrypt to the target")
     target_verify: bool = Field(True, description="tls listener: verify the target's certificate")
     target_ca_file: str | None = Field(None, description="tls listener: extra CAs trusted for the target")
@@ -240,10 +212,15 @@ class ListenerConfig(_Frozen):
             raise ValueError("a tcp listener needs a target")
         if self.type not in ("tcp", "tls") and self.target is not None:
             raise ValueError("target applies to tcp and tls listeners only")
-        if self.type == "router" and not self.routes:
-            raise ValueError("a router listener needs routes")
-        if self.type not in ("router", "tls") and self.routes:
-            raise ValueError("routes apply to router and tls listeners only")
+        if self.type in ("router", "reverse") and not self.routes:
+            raise ValueError(f"a {self.type} listener needs routes")
+        if self.type not in ("router", "tls", "reverse") and self.routes:
+            raise ValueError("routes apply to router, tls and reverse listeners only")
+        reverse_routes = [route for route in self.routes if isinstance(route, ReverseRoute)]
+        if self.type == "reverse" and len(reverse_routes) != len(self.routes):
+            raise ValueError("a reverse listener's routes name a pool (not a target)")
+        if self.type != "reverse" and reverse_routes:
+            raise ValueError("routes naming a pool belong to reverse listeners")
         if self.type == "tls":
             if not self.certificates:
                 raise ValueError("a tls listener needs certificates")
@@ -251,8 +228,8 @@ class ListenerConfig(_Frozen):
                 raise ValueError("a tls listener needs a target or routes")
             if sum(certificate.default for certificate in self.certificates) > 1:
                 raise ValueError("at most one certificate may be the default")
-        elif self.certificates:
-            raise ValueError("certificates apply to tls listeners only")
+        elif self.certificates and self.type != "reverse":
+            raise ValueError("certificates apply to tls and reverse listeners only")
         return self
 
 
@@ -276,6 +253,7 @@ class Config(_Frozen):
     data_dir: str = Field("./lanner-data", description="where lanner keeps its store and its CA")
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
     intercept: list[InterceptRule] = Field(default_factory=list, description="tunnels to open up (MITM)")
+    pools: list[PoolConfig] = Field(default_factory=list, description="backend pools of reverse listeners")
     tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
     splice_after_bytes: int = Field(
         1024 * 1024,
@@ -291,6 +269,13 @@ class Config(_Frozen):
             duplicates = {name for name in names if names.count(name) > 1}
             if duplicates:
                 raise ValueError(f"duplicate {kind} names: {sorted(duplicates)}")
+        pool_names = [pool.name for pool in self.pools]
+        if len(set(pool_names)) != len(pool_names):
+            raise ValueError("duplicate pool names")
+        for listener in self.listeners:
+            for route in listener.routes:
+                if isinstance(route, ReverseRoute) and route.pool not in pool_names:
+                    raise ValueError(f"listener {listener.name!r}: a route names unknown pool {route.pool!r}")
         named: list[Rule | InterceptRule] = [*self.rules, *self.intercept]
         for rule in named:
             unknown = set(rule.listeners) - set(listener_names)
@@ -305,7 +290,7 @@ class Config(_Frozen):
     def analyze_for(self, listener: ListenerConfig) -> Analyze:
         if listener.analyze is not None:
             return listener.analyze
-        return "http" if listener.type == "forward" else "none"
+        return "http" if listener.type in ("forward", "reverse") else "none"
 
     @property
     def ca_dir(self) -> str:

@@ -46,7 +46,7 @@ _PROXY_AUTHENTICATE = [(b"Proxy-Authenticate", b'Basic realm="lanner"')]
 _CONNECTED = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 # Reasons the client side may be paused; reading resumes when none is left.
-_DIALING = 1
+DIALING = 1
 _UPSTREAM_FULL = 2
 _PIPELINED = 4
 
@@ -136,7 +136,7 @@ class HttpProxySession(EntryProtocol):
         if self.tunnel_pending:
             # A client that talks before "200 Connection established" waits, boundedly.
             if self.requests.buffered > self.listener.limits.max_header_bytes:
-                self.pause_client(_DIALING)
+                self.pause_client(DIALING)
             return
         self.pump_requests()
 
@@ -145,7 +145,7 @@ class HttpProxySession(EntryProtocol):
         reader = self.requests
         pending = self.to_upstream
         try:
-            while not self.paused & _DIALING and not self.switching:
+            while not self.paused & DIALING and not self.switching:
                 event = reader.next_event()
                 if type(event) is BodyReceived:
                     pending.append(event.data)
@@ -190,13 +190,12 @@ class HttpProxySession(EntryProtocol):
         self.awaiting_response = True
         self.response_started = False
         self.responses.expect_response_to(head.method)
-        upstream = self.upstream
         self.conn.up += len(outgoing)
-        if upstream is not None and upstream.key == key and not upstream.transport.is_closing():
+        if self.keep_upstream(key):
             self.to_upstream.append(outgoing)
             return
         self.drop_upstream()
-        self.pause_client(_DIALING)
+        self.pause_client(DIALING)
         self.run(self.open_upstream(key, outgoing), "dial")
 
     def route(self, head: RequestHead, user: str | None) -> tuple[UpstreamKey, bytes]:
@@ -204,6 +203,11 @@ class HttpProxySession(EntryProtocol):
         authority, path = split_absolute(head.target)
         host, port = split_authority(authority, 80)
         return (host, port, user), request_for_origin(head, authority, path, self.close_after, self.via)
+
+    def keep_upstream(self, key: UpstreamKey) -> bool:
+        """Whether `self.upstream` can carry the next request (to `key`)."""
+        upstream = self.upstream
+        return upstream is not None and upstream.key == key and not upstream.transport.is_closing()
 
     def authenticate(self, head: RequestHead) -> str | None:
         if not self.listener.auth_required:
@@ -233,7 +237,7 @@ class HttpProxySession(EntryProtocol):
         self.upstream = upstream
         self.conn.upstream = upstream.transport
         upstream.transport.write(outgoing)
-        self.resume_client(_DIALING)
+        self.resume_client(DIALING)
         self.pump_requests()
         if self.responses.buffered:
             self.pump_responses()
@@ -267,7 +271,7 @@ class HttpProxySession(EntryProtocol):
     def eof_received(self) -> bool:
         self.requests.receive_eof()
         self.client_eof = True
-        if self.awaiting_response or self.paused & _DIALING or self.tunnel_pending:
+        if self.awaiting_response or self.paused & DIALING or self.tunnel_pending:
             return True  # finish the exchange in flight, then close
         if self.requests.buffered:
             self.pump_requests()
@@ -302,7 +306,7 @@ class HttpProxySession(EntryProtocol):
 
     def upstream_data(self, upstream: HttpUpstream, data: bytes) -> None:
         if upstream is not self.upstream:
-            if upstream.transport is not None and self.upstream is None and self.paused & _DIALING:
+            if upstream.transport is not None and self.upstream is None and self.paused & DIALING:
                 self.responses.receive_data(data)  # spoke before the dial finished: kept for later
             return
         self.responses.receive_data(data)
@@ -371,11 +375,14 @@ class HttpProxySession(EntryProtocol):
             else:
                 exchange.response_received(head, time.time())
         close = self.close_after or self.client_eof
-        rendered = response_for_client(head, close, request.version, self.via)
+        rendered = self.render_response(head, close, request.version)
         self.conn.down += len(rendered)
         if head.status == 101:
             self.switching = self.upgrading = True
         return rendered
+
+    def render_response(self, head: ResponseHead, close: bool, client_version: str) -> bytes:
+        return response_for_client(head, close, client_version, self.via)
 
     def become_tunnel(self) -> None:
         upstream = self.upstream

@@ -10,6 +10,7 @@ reported in one log line per second rather than one per refusal.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import logging
 import socket
@@ -17,17 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lanner.config.model import Analyze, Limits, ListenerConfig, split_hostport
+from lanner.config.model import Analyze, Limits, ListenerConfig, RouteConfig, split_hostport
+from lanner.config.pools import ReverseRoute
 from lanner.net.conn import Conn
 from lanner.net.resolver import Resolver
 from lanner.route.auth import Authenticator
 from lanner.route.names import NameRoutes
+from lanner.route.reverse import ReverseRoutes
 from lanner.route.rules import Router
 
 if TYPE_CHECKING:
     from lanner.record.recorder import Recorder
     from lanner.tls.policy import Interception
     from lanner.tls.sni_certs import SniCertificates
+    from lanner.upstream.registry import Upstreams
 
 log = logging.getLogger("lanner")
 
@@ -44,6 +48,7 @@ class Services:
     splice_after_bytes: int = 0  # see lanner.net.splice
     recorder: Recorder | None = None  # see lanner.record.recorder
     interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
+    upstreams: Upstreams | None = None  # see lanner.upstream.registry; None: no pools
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
@@ -63,7 +68,10 @@ class ListenerRuntime:
         self._report: asyncio.TimerHandle | None = None
         self.server: asyncio.Server | None = None
         self.auth_required = services.auth.required if config.auth is None else config.auth
-        self.routes = NameRoutes(list(config.routes))  # router and tls listeners
+        self.routes = NameRoutes([r for r in config.routes if isinstance(r, RouteConfig)])  # router, tls
+        reverse = [route for route in config.routes if isinstance(route, ReverseRoute)]
+        self.reverse_routes = ReverseRoutes(reverse) if reverse else None
+        self.trusted_proxies = tuple(config.trusted_proxies)
         self.certificates: SniCertificates | None = None  # tls listeners
 
     async def bind(self, factory: Callable[[], asyncio.Protocol], reuse_port: bool) -> None:
@@ -80,6 +88,13 @@ class ListenerRuntime:
             ssl=tls,
             ssl_handshake_timeout=self.limits.handshake_timeout if tls is not None else None,
         )
+
+    def is_trusted_proxy(self, ip: str) -> bool:
+        """Whether forwarding headers from this client address are kept (reverse listeners)."""
+        if not self.trusted_proxies:
+            return False
+        address = ipaddress.ip_address(ip)
+        return any(address in network for network in self.trusted_proxies)
 
     def addresses(self) -> list[tuple[str, int]]:
         if self.server is None:

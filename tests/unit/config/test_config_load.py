@@ -115,7 +115,7 @@ def test_examples_load() -> None:
         ("type: router", "a router listener needs routes"),
         ("type: tls\n    target: 127.0.0.1:1", "a tls listener needs certificates"),
         ("type: tls\n    certificates: [{cert: c.pem, key: k.pem}]", "needs a target or routes"),
-        ("type: forward\n    routes: [{match: a, target: 'h:1'}]", "routes apply to router and tls"),
+        ("type: forward\n    routes: [{match: a, target: 'h:1'}]", "routes apply to router, tls and reverse"),
         ("type: router\n    routes: [{match: a, target: 'h:1'}]\n    target: h:2", "target applies"),
         (
             "type: tls\n    target: h:1\n    certificates: [{cert: a, key: b, default: true},"

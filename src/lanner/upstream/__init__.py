@@ -1,0 +1,1 @@
+"""Upstreams: backend pools, balancing, health, outlier ejection; vendor pools later."""
