@@ -15,9 +15,12 @@ import time
 from collections.abc import Callable
 
 from lanner import logs
+from lanner.config import ConfigError, load_config
 from lanner.config.model import Config, ListenerConfig, split_hostport
+from lanner.config.pools import ReverseRoute
 from lanner.entry.base import EntryProtocol
 from lanner.entry.forward import ForwardEntry
+from lanner.entry.proxy_header import ProxyHeaderEntry
 from lanner.entry.reverse import ReverseSession
 from lanner.entry.router import RouterEntry
 from lanner.entry.tcp import TcpEntry
@@ -30,6 +33,7 @@ from lanner.record.retention import Retention
 from lanner.record.sqlite import SqliteStore
 from lanner.record.writer import WriterProcess
 from lanner.route.auth import Authenticator
+from lanner.route.reverse import ReverseRoutes
 from lanner.route.rules import Router
 from lanner.tls.ca import CaError, CertificateAuthority
 from lanner.tls.leaves import LeafIssuer
@@ -70,8 +74,9 @@ def describe(listener: ListenerConfig) -> str:
 
 
 class Gateway:
-    def __init__(self, config: Config, worker: int | None = None) -> None:
+    def __init__(self, config: Config, worker: int | None = None, config_path: str | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # re-read on SIGHUP
         self.announce = not worker  # the only process, or the first worker
         self.listeners: list[ListenerRuntime] = []
         self.stopping = asyncio.Event()
@@ -124,6 +129,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         try:
             await self.stopping.wait()
@@ -156,6 +162,34 @@ class Gateway:
         if self.services.recorder is not None:
             await asyncio.to_thread(self.services.recorder.stop)
 
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; apply its pools and reverse routes, or keep the running ones.
+
+        Until the control plane's full hot reload lands, other changes (listeners, rules, recording)
+        need a restart; they are named in the log. Connections open now keep the routes they started with.
+        """
+        if self.config_path is None:
+            log.warning("config not reloaded: lanner runs on its embedded defaults")
+            return
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config not reloaded: the file is invalid", extra={"fields": {"errors": str(exc)}})
+            return
+        upstreams = self.services.upstreams
+        if config.pools and upstreams is None:
+            log.error("config not reloaded: pools were added to a process started without them (restart)")
+            return
+        if upstreams is not None:
+            upstreams.reconfigure(config.pools)
+        by_name = {listener.name: listener for listener in config.listeners}
+        for runtime in self.listeners:
+            new = by_name.get(runtime.name)
+            if new is not None and new.type == runtime.config.type == "reverse":
+                runtime.reverse_routes = ReverseRoutes([r for r in new.routes if isinstance(r, ReverseRoute)])
+        ignored = _needs_restart(self.config, config)
+        log.info("config reloaded", extra={"fields": {"pools": len(config.pools), "needs_restart": ignored}})
+
     def _live(self) -> int:
         return sum(len(runtime.live) for runtime in self.listeners)
 
@@ -175,6 +209,18 @@ class Gateway:
             loop.call_later(self._sweep_interval(), self._sweep)
 
 
+def _needs_restart(running: Config, loaded: Config) -> str | None:
+    """What a reload changed that only a restart applies (None: nothing)."""
+    changed = []
+    for key in ("users", "rules", "record", "intercept", "tls", "limits", "log"):
+        if getattr(running, key) != getattr(loaded, key):
+            changed.append(key)
+    strip = [listener.model_copy(update={"routes": []}) for listener in running.listeners]
+    if strip != [listener.model_copy(update={"routes": []}) for listener in loaded.listeners]:
+        changed.append("listeners")
+    return ", ".join(changed) or None
+
+
 def _interception(config: Config) -> Interception:
     """The CA (created on first use), the leaf issuer and the intercept rules."""
     ca = CertificateAuthority.load_or_create(config.ca_dir)
@@ -183,13 +229,18 @@ def _interception(config: Config) -> Interception:
 
 
 def _factory(entry: type[EntryProtocol], runtime: ListenerRuntime) -> Callable[[], EntryProtocol]:
-    return lambda: entry(runtime)
+    def inner() -> EntryProtocol:
+        return entry(runtime)
+
+    if runtime.config.proxy_protocol is None:
+        return inner
+    return lambda: ProxyHeaderEntry(runtime, inner)
 
 
-def run(config: Config, worker: int | None = None) -> int:
+def run(config: Config, worker: int | None = None, config_path: str | None = None) -> int:
     """Run one gateway process (`worker` numbers it among several) to completion; the exit code."""
     try:
-        _runner(Gateway(config, worker).serve())
+        _runner(Gateway(config, worker, config_path).serve())
     except OSError as exc:
         print(f"lanner: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
         return 1

@@ -79,8 +79,9 @@ def config_from(path: str | None) -> Config:
 def _run(args: argparse.Namespace) -> int:
     from lanner import logs
 
+    path = args.config or os.environ.get("LANNER_CONFIG")
     try:
-        config = config_from(args.config)
+        config = config_from(path)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -103,10 +104,10 @@ def _run(args: argparse.Namespace) -> int:
     if config.workers > 1:
         from lanner.workers import supervise
 
-        return supervise(config)
+        return supervise(config, path)
     from lanner.app import run
 
-    return run(config)
+    return run(config, config_path=path)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """`--workers N`: N gateway processes sharing the listeners through SO_REUSEPORT.
 
 The supervisor forks the workers before any event loop exists, forwards
-SIGINT/SIGTERM to them, and exits 0 once all have exited cleanly. If one
+SIGINT/SIGTERM (and SIGHUP, reload) to them, and exits 0 once all have exited cleanly. If one
 worker fails (a port it cannot bind), the others are stopped and the
 supervisor exits 1.
 """
@@ -18,14 +18,14 @@ from lanner.app import run
 from lanner.config.model import Config
 
 
-def supervise(config: Config) -> int:
+def supervise(config: Config, config_path: str | None = None) -> int:
     children: list[int] = []
     for index in range(config.workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = run(config, worker=index)
+                code = run(config, worker=index, config_path=config_path)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -39,6 +39,7 @@ def supervise(config: Config) -> int:
 
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its config
     failed = False
     remaining = set(children)
     while remaining:

@@ -95,7 +95,7 @@ async def everything(request: web.Request) -> web.StreamResponse:
 def main() -> None:
     global NAME
     port, NAME = int(sys.argv[1]), sys.argv[2]
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/control", control)
     app.router.add_get("/health", health)
     app.router.add_route("*", "/{tail:.*}", everything)

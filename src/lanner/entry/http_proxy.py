@@ -440,13 +440,13 @@ class HttpProxySession(EntryProtocol):
 
     def upstream_failed(self, exc: GatewayError) -> None:
         self.awaiting_response = False
-        self.record_exchange(exc.detail)
         self.drop_upstream()
         if self.response_started:
+            self.record_exchange(exc.detail)
             self.conn.set_outcome(exc.outcome, exc.detail)
             self.transport.abort()  # the client must not take a truncated body as whole
         else:
-            self.refuse_gateway(exc)
+            self.refuse_gateway(exc)  # recorded with the answer lanner gave
 
     def drop_upstream(self) -> None:
         upstream = self.upstream

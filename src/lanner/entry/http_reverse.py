@@ -67,10 +67,13 @@ def request_for_backend(
     request_id: bytes,
     rules: CompiledHeaderRules | None,
     variables: dict[str, bytes] | None,
+    new_host: bytes | None = None,
 ) -> bytes:
-    """The request head for the backend."""
+    """The request head for the backend (`new_host` replaces the client's Host header)."""
     version = b"1.0" if head.version == "1.0" else b"1.1"
     lines = [head.method, b" ", path, b" HTTP/", version, b"\r\n"]
+    if new_host is not None:
+        lines += (b"Host: ", new_host, b"\r\n")
     dropped = HOP_BY_HOP | head.connection if head.connection else HOP_BY_HOP
     id_header = forwarding.request_id_header.lower()
     kept: dict[bytes, bytes] = {}
@@ -78,6 +81,8 @@ def request_for_backend(
     for name, value in head.headers:
         lowered = name.lower()
         if lowered in dropped or lowered in rule_drop or lowered == id_header:
+            continue
+        if new_host is not None and lowered == b"host":
             continue
         if lowered in _FORWARDING:
             if forwarding.trusted:

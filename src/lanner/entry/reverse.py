@@ -23,7 +23,15 @@ from http import HTTPStatus
 from lanner.entry.http_forward import split_absolute
 from lanner.entry.http_proxy import DIALING, HttpProxySession, HttpUpstream, UpstreamKey
 from lanner.entry.http_reverse import Forwarding, request_for_backend, request_id_for, response_with_rules
-from lanner.errors import GatewayError, NoBackend, NotRouted, Overloaded, ResponseTimeout, UpstreamFailed
+from lanner.errors import (
+    GatewayError,
+    NoBackend,
+    NotRouted,
+    Outcome,
+    Overloaded,
+    ResponseTimeout,
+    UpstreamFailed,
+)
 from lanner.net.listener import ListenerRuntime
 from lanner.record.convert import Origin
 from lanner.route.reverse import CompiledRoute, host_of
@@ -66,6 +74,13 @@ class ReverseSession(HttpProxySession):
         config = self.listener.config
         self.forwarding = Forwarding.for_client(ip, self.scheme, trusted, config.request_id_header)
 
+    def handle(self, data: bytes) -> None:
+        if self.conn.requests == 0 and not self.requests.buffered and not _starts_http(data[0]):
+            detail = f"not an HTTP request (first byte {data[0]:#04x})"
+            self.refuse(400, "not an HTTP request", Outcome.BAD_REQUEST, log_detail=detail)
+            return
+        super().handle(data)
+
     def authenticate(self, head: RequestHead) -> str | None:
         return None
 
@@ -77,12 +92,11 @@ class ReverseSession(HttpProxySession):
     def route(self, head: RequestHead, user: str | None) -> tuple[UpstreamKey, bytes]:
         target = head.target
         host_header = header_value(head.headers, b"host")
-        if not target.startswith(b"/"):
-            if target == b"*" and head.method == b"OPTIONS":
-                pass
-            else:
-                authority, target = split_absolute(target)  # absolute-form (RFC 9112 section 3.2.2)
-                host_header = authority
+        new_host = None
+        if not target.startswith(b"/") and not (target == b"*" and head.method == b"OPTIONS"):
+            # Absolute-form: its authority replaces any Host header (RFC 9112 section 3.2.2).
+            new_host, target = split_absolute(target)
+            host_header = new_host
         host = host_of(host_header)
         route = self.routes.choose(host, target, head.method, head.headers)
         if route is None:
@@ -104,7 +118,7 @@ class ReverseSession(HttpProxySession):
             }
         path = route.rewrite(target)
         outgoing = request_for_backend(
-            head, path, host_header, forwarding, request_id, route.request_rules, variables
+            head, path, host_header, forwarding, request_id, route.request_rules, variables, new_host
         )
         self.outgoing = outgoing
         self.begin(backend)
@@ -268,7 +282,8 @@ class ReverseSession(HttpProxySession):
         self.deadline = loop.time() + pool.config.response_timeout
         self.read_seen = -1
         if self.timer is None:
-            self.timer = loop.call_at(self.deadline, self.check_timer)
+            first = min(pool.config.response_timeout, pool.config.read_timeout)
+            self.timer = loop.call_at(loop.time() + first, self.check_timer)
 
     def check_timer(self) -> None:
         self.timer = None
@@ -284,7 +299,7 @@ class ReverseSession(HttpProxySession):
                     ResponseTimeout(f"backend {self.conn.dest} sent no response in {limit:g}s")
                 )
                 return
-            wake = self.deadline
+            wake = min(self.deadline, now + pool.config.read_timeout)
         else:
             limit = pool.config.read_timeout
             if self.conn.down != self.read_seen:
@@ -306,6 +321,11 @@ class ReverseSession(HttpProxySession):
         conn = self.conn
         assert self.recorder is not None
         return Origin(self.recorder.uid(conn), self.listener.name, conn.client_text, None, self.scheme)
+
+
+def _starts_http(first: int) -> bool:
+    """A request line starts with a method (letters) or, tolerated, an empty line (RFC 9112 2.2)."""
+    return 0x41 <= first <= 0x5A or 0x61 <= first <= 0x7A or first in (0x0D, 0x0A)
 
 
 def _cookie(head: RequestHead, name: bytes) -> bytes | None:

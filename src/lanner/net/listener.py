@@ -78,6 +78,8 @@ class ListenerRuntime:
         """Listen; with certificates, connections reach the entry once their TLS handshake is done."""
         host, port = split_hostport(self.config.bind)
         tls = self.certificates.listening if self.certificates is not None else None
+        if self.config.proxy_protocol is not None:
+            tls = None  # the PROXY header comes before the TLS handshake: see entry/proxy_header.py
         self.server = await asyncio.get_running_loop().create_server(
             factory,
             host,
