@@ -2,10 +2,11 @@
 # Debian packages a target needs, installed only when missing (CI runs on a fresh machine as root).
 set -euo pipefail
 case "${1:-test}" in
-  test)  need=(curl openssl) ;;
-  bench) need=(curl wrk nginx-light squid) ;;
+  test)  need=(curl openssl haproxy) ;;
+  bench) need=(curl wrk nginx-light squid haproxy) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac
+export PATH=$PATH:/usr/sbin:/sbin  # haproxy and nginx live in sbin
 missing=()
 for pkg in "${need[@]}"; do
   bin=$pkg; [ "$pkg" = nginx-light ] && bin=nginx
