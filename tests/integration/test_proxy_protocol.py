@@ -288,3 +288,17 @@ def test_lanner_sends_proxy_headers_haproxy_accepts(
     time.sleep(1)  # health checks with PROXY headers (LOCAL) pass: the backend stays up
     assert httpx.get(f"{url}/again").status_code == 200
     assert "backend down" not in lanner.log()
+
+
+def test_rules_see_the_client_the_header_names(start_lanner: Any, start_backend: Any) -> None:
+    backend = start_backend("b")
+    config = reverse_listener(backend, ["127.0.0.0/8"])
+    config["rules"] = [{"action": "deny", "clients": ["203.0.113.0/24"]}]
+    lanner = start_lanner(config)
+    port = lanner.addr("api")[1]
+    denied = exchange(port, b"PROXY TCP4 203.0.113.7 10.0.0.1 5555 80\r\n" + request("/denied"))
+    assert denied.startswith(b"HTTP/1.1 403 ")
+    assert forwarded_for(exchange(port, b"PROXY TCP4 198.51.100.1 10.0.0.1 1 80\r\n" + request())) == [
+        "198.51.100.1"
+    ]
+    lanner.wait_log(r"outcome=denied detail=\"?a rule denies api.example to 203\.0\.113\.7:5555")

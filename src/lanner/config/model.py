@@ -59,6 +59,9 @@ class Rule(_Frozen):
     ports: list[PortSpec] = Field(default_factory=list)
     listeners: list[str] = Field(default_factory=list)
     users: list[str] = Field(default_factory=list)
+    clients: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list, description="client addresses (after PROXY protocol) the rule applies to"
+    )
 
 
 Analyze = Literal["http", "none"]
@@ -194,7 +197,7 @@ class ListenerConfig(_Frozen):
     )
     trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list,
-        description="reverse listener: clients whose X-Forwarded-*, Forwarded and X-Request-Id are kept",
+        description="reverse listener: clients whose X-Forwarded-*, Forwarded and X-Real-IP are kept",
     )
     request_id_header: str = Field("X-Request-Id", description="reverse listener: the request id header")
     target_tls: bool = Field(False, description="tls listener: re-encrypt to the target")

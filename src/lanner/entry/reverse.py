@@ -24,6 +24,7 @@ from lanner.entry.http_forward import split_absolute
 from lanner.entry.http_proxy import DIALING, HttpProxySession, HttpUpstream, UpstreamKey
 from lanner.entry.http_reverse import Forwarding, request_for_backend, request_id_for, response_with_rules
 from lanner.errors import (
+    Denied,
     GatewayError,
     NoBackend,
     NotRouted,
@@ -32,9 +33,11 @@ from lanner.errors import (
     ResponseTimeout,
     UpstreamFailed,
 )
+from lanner.net.dial import client_address
 from lanner.net.listener import ListenerRuntime
 from lanner.record.convert import Origin
 from lanner.route.reverse import CompiledRoute, host_of
+from lanner.route.rules import Verdict
 from lanner.upstream.backends import Backend, Pool
 from lanner.upstream.conns import BackendConn, ClientKey, open_conn, release, take_idle
 from lanner.wire.errors import ProtocolError
@@ -65,6 +68,7 @@ class ReverseSession(HttpProxySession):
         self.read_seen = -1
         self.read_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.rules_apply = listener.services.router.has_rules
 
     def started(self) -> None:
         super().started()
@@ -98,6 +102,8 @@ class ReverseSession(HttpProxySession):
             new_host, target = split_absolute(target)
             host_header = new_host
         host = host_of(host_header)
+        if self.rules_apply:
+            self.check_rules(host)
         route = self.routes.choose(host, target, head.method, head.headers)
         if route is None:
             raise NotRouted(f"no route for {host or 'no host'} {target[:200].decode('latin-1')}")
@@ -123,6 +129,14 @@ class ReverseSession(HttpProxySession):
         self.outgoing = outgoing
         self.begin(backend)
         return (backend.host, backend.port, None), outgoing
+
+    def check_rules(self, host: str) -> None:
+        """Allow/deny rules see the host the client asked for, this listener's port and the client."""
+        router = self.listener.services.router
+        port = self.transport.get_extra_info("sockname")[1]
+        verdict = router.check(self.listener.name, None, host, port, None, client_address(self.conn))
+        if verdict is Verdict.DENY:
+            raise Denied(f"a rule denies {host or 'no host'} to {self.conn.client_text}")
 
     def choose_backend(self, pool: Pool, head: RequestHead) -> Backend:
         backend = pool.choose(time.monotonic(), self.hash_key(pool, head), self.tried)

@@ -96,6 +96,7 @@ class WsTap:
             self.conn.note("analysis", f"websocket: {analyzer.stopped}")
             self.analyzer = None
 
+
 log = logging.getLogger("lanner")
 
 

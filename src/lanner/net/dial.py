@@ -60,7 +60,7 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
     services = listener.services
     router = services.router
     conn.dest = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    verdict = router.check(listener.name, conn.account, host, port, None)
+    verdict = router.check(listener.name, conn.account, host, port, None, client_address(conn))
     if verdict is Verdict.DENY:
         raise Denied(f"a rule denies {conn.dest}")
     loop = asyncio.get_running_loop()
@@ -82,6 +82,13 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
             raise failure
 
 
+def client_address(conn: Conn) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The client's address for rules that name clients (None when no rule does)."""
+    if not conn.listener.services.router.by_client or not conn.client:
+        return None
+    return ipaddress.ip_address(conn.client[0])
+
+
 def _address_allowed(conn: Conn, host: str, port: int, address: str, verdict: Verdict) -> bool:
     router = conn.listener.services.router
     if verdict is Verdict.ALLOW and not router.listens_on_port(port):
@@ -90,5 +97,6 @@ def _address_allowed(conn: Conn, host: str, port: int, address: str, verdict: Ve
     if router.is_own_address(ip, port):
         return False
     if verdict is Verdict.NEED_ADDRESS:
-        return router.check(conn.listener.name, conn.account, host, port, ip) is Verdict.ALLOW
+        verdict = router.check(conn.listener.name, conn.account, host, port, ip, client_address(conn))
+        return verdict is Verdict.ALLOW
     return True

@@ -18,6 +18,7 @@ import socket
 
 from lanner.errors import GatewayError
 from lanner.net.conn import Conn
+from lanner.net.dial import client_address
 from lanner.net.resolver import ip_literal
 from lanner.net.tasks import spawn
 from lanner.route.rules import Verdict
@@ -40,9 +41,7 @@ class UdpAssociation:
         self.closed = False
 
     @classmethod
-    async def open(
-        cls, conn: Conn, client_ip: str, client_port: int | None, local_ip: str
-    ) -> UdpAssociation:
+    async def open(cls, conn: Conn, client_ip: str, client_port: int | None, local_ip: str) -> UdpAssociation:
         association = cls(conn, client_ip, client_port)
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
@@ -101,7 +100,8 @@ class UdpAssociation:
         ip = ipaddress.ip_address(address)
         if router.is_own_address(ip, port):
             return False
-        verdict = router.check(self.conn.listener.name, self.conn.account, host, port, ip)
+        conn = self.conn
+        verdict = router.check(conn.listener.name, conn.account, host, port, ip, client_address(conn))
         return verdict is Verdict.ALLOW
 
     def _send(self, address: str, port: int, payload: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Destination rules: allow or deny by host glob, CIDR, port, listener and user.
+"""Destination rules: allow or deny by host glob, CIDR, port, listener, user and client address.
 
 Rules are evaluated in order and the first whose criteria all match decides;
 with no match the destination is allowed. A rule with CIDRs needs the address
@@ -65,25 +65,38 @@ class _CompiledRule:
     allow: bool
     criteria: Criteria
     cidrs: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+    clients: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
 def _compile(rule: Rule) -> _CompiledRule:
     criteria = Criteria.compile(rule.hosts, rule.ports, rule.listeners, rule.users)
-    return _CompiledRule(allow=rule.action == "allow", criteria=criteria, cidrs=tuple(rule.cidrs))
+    return _CompiledRule(
+        allow=rule.action == "allow", criteria=criteria, cidrs=tuple(rule.cidrs), clients=tuple(rule.clients)
+    )
 
 
 class Router:
     def __init__(self, rules: Iterable[Rule], own_addresses: Iterable[tuple[str, int]]) -> None:
         self._rules = tuple(_compile(rule) for rule in rules)
+        self.has_rules = bool(self._rules)
+        self.by_client = any(rule.clients for rule in self._rules)  # callers pass the client address
         self._own_ports: dict[int, set[str]] = {}
         for host, port in own_addresses:
             self._own_ports.setdefault(port, set()).add(host)
 
     def check(
-        self, listener: str, user: str | None, host: str, port: int, address: IPAddress | None
+        self,
+        listener: str,
+        user: str | None,
+        host: str,
+        port: int,
+        address: IPAddress | None,
+        client: IPAddress | None = None,
     ) -> Verdict:
         for rule in self._rules:
             if not rule.criteria.matches(listener, user, host, port):
+                continue
+            if rule.clients and (client is None or not any(client in net for net in rule.clients)):
                 continue
             if rule.cidrs:
                 if address is None:
