@@ -22,7 +22,7 @@ from http import HTTPStatus
 
 from lanner.entry.http_forward import split_absolute
 from lanner.entry.http_proxy import DIALING, HttpProxySession, HttpUpstream, UpstreamKey
-from lanner.entry.http_reverse import Forwarding, request_for_backend, request_id_for, response_with_rules
+from lanner.entry.http_reverse import Forwarding, request_for_backend, response_with_rules
 from lanner.errors import (
     Denied,
     GatewayError,
@@ -68,6 +68,7 @@ class ReverseSession(HttpProxySession):
         self.read_seen = -1
         self.read_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.loop = asyncio.get_running_loop()
         self.rules_apply = listener.services.router.has_rules
 
     def started(self) -> None:
@@ -112,7 +113,6 @@ class ReverseSession(HttpProxySession):
         backend = self.choose_backend(pool, head)
         forwarding = self.forwarding
         assert forwarding is not None
-        request_id = request_id_for(head, forwarding)
         variables = None
         if route.request_rules is not None or route.response_rules is not None:
             variables = self.variables = {
@@ -120,12 +120,12 @@ class ReverseSession(HttpProxySession):
                 "scheme": forwarding.scheme,
                 "host": host.encode(),
                 "upstream_addr": backend.key.encode(),
-                "request_id": request_id,
             }
-        path = route.rewrite(target)
-        outgoing = request_for_backend(
-            head, path, host_header, forwarding, request_id, route.request_rules, variables, new_host
+        outgoing, request_id = request_for_backend(
+            head, route.rewrite(target), host_header, forwarding, route.request_rules, variables, new_host
         )
+        if variables is not None:
+            variables["request_id"] = request_id
         self.outgoing = outgoing
         self.begin(backend)
         return (backend.host, backend.port, None), outgoing
@@ -262,7 +262,7 @@ class ReverseSession(HttpProxySession):
     def render_response(self, head: ResponseHead, close: bool, client_version: str) -> bytes:
         backend = self.backend
         if backend is not None and head.status >= 200:
-            backend.pool.answered(backend, head.status, time.monotonic())
+            backend.pool.answered(backend, head.status)
         route = self.route_used
         rules = route.response_rules if route is not None else None
         return response_with_rules(head, close, client_version, rules, self.variables or {})
@@ -278,6 +278,9 @@ class ReverseSession(HttpProxySession):
 
     def become_tunnel(self) -> None:
         self.finish()  # an upgraded connection is no longer a request in flight
+        upstream = self.upstream
+        if isinstance(upstream, BackendConn):
+            upstream.leave_pool()  # the relay owns it now: it no longer counts toward max_connections
         super().become_tunnel()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -292,7 +295,7 @@ class ReverseSession(HttpProxySession):
     def arm_timer(self) -> None:
         pool = self.pool
         assert pool is not None
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         self.deadline = loop.time() + pool.config.response_timeout
         self.read_seen = -1
         if self.timer is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -166,11 +167,13 @@ class Pool:
 
     # -- passive outlier detection --
 
-    def answered(self, backend: Backend, status: int, now: float) -> None:
+    def answered(self, backend: Backend, status: int, now: float | None = None) -> None:
         backend.consecutive_gateway = 0
         if status < 500:
             backend.consecutive_5xx = 0
             return
+        if now is None:
+            now = time.monotonic()
         backend.failures += 1
         backend.consecutive_5xx += 1
         limit = self.config.outlier.consecutive_5xx

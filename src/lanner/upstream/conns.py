@@ -43,6 +43,11 @@ class BackendConn(HttpUpstream):
         self.client_key = client
         self.idle_since = 0.0
 
+    def leave_pool(self) -> None:
+        """An upgraded connection becomes a tunnel: its slot is given back now."""
+        self.backend.connections -= 1
+        _wake(self.backend, None)
+
     def connection_lost(self, exc: Exception | None) -> None:
         backend = self.backend
         backend.connections -= 1
