@@ -53,8 +53,10 @@ def _parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="check a config or print its schema")
     config_commands = config.add_subparsers(title="config commands", metavar="COMMAND")
     check = config_commands.add_parser(
-        "check", help="validate a config file", description="Exit 0 if FILE is valid; "
-        "otherwise print file:line: path: reason for each error and exit 1."
+        "check",
+        help="validate a config file",
+        description="Exit 0 if FILE is valid; "
+        "otherwise print file:line: path: reason for each error and exit 1.",
     )
     check.add_argument("file", metavar="FILE")
     check.set_defaults(func=_check)

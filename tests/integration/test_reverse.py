@@ -398,7 +398,7 @@ def test_breaker_answers_503_at_once_past_max_requests(start_lanner: Any, start_
 
     statuses = asyncio.run(burst())
     assert statuses.count(200) == 2 and statuses.count(503) == 4, statuses
-    lanner.wait_log(r"outcome=unavailable detail=\"?backend 127.0.0.1:\d+: 2 requests in flight")
+    lanner.wait_log(r"outcome=unavailable detail=\"?pool p: every backend up has 2 requests in flight")
     assert httpx.get(f"{url}/").status_code == 200
 
 
@@ -452,3 +452,29 @@ def test_bad_requests_get_defined_answers(start_lanner: Any, start_backend: Any)
     assert absolute.startswith(b"HTTP/1.1 200 ") and b'"/abs"' in absolute
     time.sleep(0.1)
     assert httpx.get(f"{base_url(lanner)}/").status_code == 200
+
+
+def test_https_reverse_listener_terminates_tls(
+    start_lanner: Any, start_backend: Any, test_ca: Any, tmp_path: Any
+) -> None:
+    import ssl
+
+    backend = start_backend("b")
+    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    issued = test_ca.issue_cert("127.0.0.1")
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    test_ca.cert_pem.write_to_path(str(ca))
+    lanner = start_lanner(
+        reverse_config(
+            [pool("p", [backend])], [{"pool": "p"}], certificates=[{"cert": str(cert), "key": str(key)}]
+        )
+    )
+    host, port = lanner.addr("api")
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca))) as client:
+        response = client.get(f"https://{host}:{port}/secure?x=1")
+    headers = echoed_headers(response)
+    assert headers["x-forwarded-proto"] == ["https"]
+    assert "proto=https" in headers["forwarded"][0]
+    (flow,) = wait_flows(lanner.store_path, 1)
+    assert (flow.scheme, flow.path, flow.status) == ("https", "/secure?x=1", 200)

@@ -71,9 +71,7 @@ def load_config(path: str | Path, environ: Mapping[str, str] | None = None) -> C
     return _validate(data, lines, source, env)
 
 
-def _validate(
-    data: dict[str, Any], lines: dict[Path_, int], source: str, env: Mapping[str, str]
-) -> Config:
+def _validate(data: dict[str, Any], lines: dict[Path_, int], source: str, env: Mapping[str, str]) -> Config:
     problems: list[Problem] = []
     data = _substitute(data, (), env, lines, source, problems)
     overridden = _apply_overrides(data, env, problems)
@@ -154,8 +152,7 @@ def _apply_overrides(
         if not name.startswith(ENV_PREFIX) or name in _RESERVED_ENV:
             continue
         path: list[str | int] = [
-            int(part) if part.isdigit() else part.lower()
-            for part in name[len(ENV_PREFIX) :].split("__")
+            int(part) if part.isdigit() else part.lower() for part in name[len(ENV_PREFIX) :].split("__")
         ]
         try:
             value = yaml.safe_load(env[name])

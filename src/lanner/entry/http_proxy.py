@@ -115,6 +115,7 @@ class HttpProxySession(EntryProtocol):
         self.request: RequestHead | None = None
         self.awaiting_response = False
         self.response_started = False
+        self.request_complete = False  # the request's body has been read to its end
         self.close_after = False
         self.upstream_reusable = False
         self.client_eof = False
@@ -161,6 +162,7 @@ class HttpProxySession(EntryProtocol):
                 elif event is NEED_DATA:
                     break
                 elif type(event) is MessageEnded:
+                    self.request_complete = True
                     if self.exchange is not None:
                         self.exchange.request_ended = time.time()
                         if reader.trailers:  # the reader starts a new list for the next message
@@ -186,6 +188,7 @@ class HttpProxySession(EntryProtocol):
         if self.recorder is not None:
             self.exchange = Exchange(head, time.time(), self.recorder.max_body)
         self.close_after = not head.keep_alive
+        self.request_complete = False
         key, outgoing = self.route(head, user)
         self.awaiting_response = True
         self.response_started = False

@@ -34,6 +34,8 @@ class ProxyHeaderEntry(EntryProtocol):
         self.inner = inner
         self.reader: proxy_protocol.ProxyHeaderReader | None = None
         self.seen = b""  # an untrusted peer's first bytes, until they show they are no PROXY header
+        self.tls_pending = False
+        self.late: list[bytes] = []
 
     def started(self) -> None:
         config = self.listener.config.proxy_protocol
@@ -44,6 +46,9 @@ class ProxyHeaderEntry(EntryProtocol):
             self.reader = proxy_protocol.ProxyHeaderReader()
 
     def handle(self, data: bytes) -> None:
+        if self.tls_pending:
+            self.late.append(data)  # delivered after reading was paused, before TLS took over
+            return
         if self.reader is None:
             self.untrusted(data)
             return
@@ -74,6 +79,8 @@ class ProxyHeaderEntry(EntryProtocol):
     def hand_over(self, rest: bytes) -> None:
         certificates = self.listener.certificates
         if certificates is not None:
+            self.transport.pause_reading()  # the TLS server reads from here on
+            self.tls_pending = True
             self.run(self.start_tls(certificates.listening, rest), "tls")
             return
         entry = self.inner()
@@ -84,11 +91,12 @@ class ProxyHeaderEntry(EntryProtocol):
     async def start_tls(self, context: ssl.SSLContext, first: bytes) -> None:
         tls = TlsServer(context, self.transport, self._lost_after_handshake)
         try:
-            await tls.start(first)
+            await tls.start(first + b"".join(self.late))
         except (ssl.SSLError, ConnectionError) as exc:
             reason = tls_reason(exc) if isinstance(exc, ssl.SSLError) else str(exc) or type(exc).__name__
             self.conn.set_outcome(Outcome.TLS_FAILED, f"client TLS handshake failed: {reason}")
             self.transport.close()
+            self.conn.ended()  # the TLS server does not report a connection it failed to secure
             return
         self.transport = tls.transport
         entry = self.inner()

@@ -65,8 +65,7 @@ class ReverseSession(HttpProxySession):
         self.outgoing = b""  # the head sent to the backend, kept for a retry
         self.variables: dict[str, bytes] | None = None
         self.deadline = 0.0
-        self.read_seen = -1
-        self.read_since = 0.0
+        self.last_read = 0.0  # loop time of the backend's last bytes
         self.timer: asyncio.TimerHandle | None = None
         self.loop = asyncio.get_running_loop()
         self.rules_apply = listener.services.router.has_rules
@@ -108,7 +107,9 @@ class ReverseSession(HttpProxySession):
         route = self.routes.choose(host, target, head.method, head.headers)
         if route is None:
             raise NotRouted(f"no route for {host or 'no host'} {target[:200].decode('latin-1')}")
-        pool = self.upstreams.pools[route.pool]
+        pool = self.upstreams.pools.get(route.pool)
+        if pool is None:  # removed by a reload while this connection kept the routes it started with
+            raise NoBackend(f"pool {route.pool} no longer exists")
         self.route_used, self.pool, self.tried = route, pool, []
         backend = self.choose_backend(pool, head)
         forwarding = self.forwarding
@@ -141,9 +142,10 @@ class ReverseSession(HttpProxySession):
     def choose_backend(self, pool: Pool, head: RequestHead) -> Backend:
         backend = pool.choose(time.monotonic(), self.hash_key(pool, head), self.tried)
         if backend is None:
+            if pool.saturated:
+                limit = pool.config.breaker.max_requests
+                raise Overloaded(f"pool {pool.name}: every backend up has {limit} requests in flight")
             raise NoBackend(f"pool {pool.name}: no backend is up")
-        if backend.active >= pool.config.breaker.max_requests:
-            raise Overloaded(f"backend {backend.key}: {backend.active} requests in flight")
         return backend
 
     def hash_key(self, pool: Pool, head: RequestHead) -> bytes | None:
@@ -196,6 +198,8 @@ class ReverseSession(HttpProxySession):
         """Move the request to another backend if it may be tried again; True if it was."""
         request, pool, backend = self.request, self.pool, self.backend
         assert request is not None and pool is not None and backend is not None
+        if not self.in_flight or self.client_gone:
+            return False  # already answered, or nobody is waiting
         if request.method not in IDEMPOTENT or len(self.tried) >= pool.config.retries.attempts:
             return False
         if not before_sending and request.framing is not Framing.NONE:
@@ -204,7 +208,7 @@ class ReverseSession(HttpProxySession):
             return False
         self.tried.append(backend)
         nxt = pool.choose(time.monotonic(), self.hash_key(pool, request), self.tried)
-        if nxt is None or nxt.active >= pool.config.breaker.max_requests:
+        if nxt is None:
             return False
         self.conn.note("retried", f"{backend.key}: {exc.detail}")
         self.finish()
@@ -227,13 +231,21 @@ class ReverseSession(HttpProxySession):
         request, backend = self.request, self.backend
         assert request is not None and backend is not None
         self.drop_upstream()
-        limits = self.listener.limits
-        recording = self.recorder is not None
-        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line, recording)
+        self.fresh_responses()
         self.responses.expect_response_to(request.method)
         self.awaiting_response = True
         self.pause_client(DIALING)  # the client waits while the request is sent again
         self.run(self.open_upstream((backend.host, backend.port, None), self.outgoing), "retry")
+
+    def fresh_responses(self) -> None:
+        """A new response reader: nothing the last backend connection sent may reach the next one."""
+        limits = self.listener.limits
+        recording = self.recorder is not None
+        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line, recording)
+
+    def upstream_data(self, upstream: HttpUpstream, data: bytes) -> None:
+        self.last_read = self.loop.time()  # for the read timeout
+        super().upstream_data(upstream, data)
 
     # -- accounting --
 
@@ -247,6 +259,7 @@ class ReverseSession(HttpProxySession):
         if retry:
             pool.retries += 1
         self.in_flight, self.retrying = True, retry
+        self.deadline = float("inf")  # set once a connection carries the request (dialing has its own)
 
     def finish(self) -> None:
         if not self.in_flight:
@@ -261,8 +274,11 @@ class ReverseSession(HttpProxySession):
 
     def render_response(self, head: ResponseHead, close: bool, client_version: str) -> bytes:
         backend = self.backend
+        if not self.request_complete and head.status >= 200:
+            self.close_after = close = True  # answered before the body ended: see response_complete
         if backend is not None and head.status >= 200:
             backend.pool.answered(backend, head.status)
+            self.ensure_timer(self.last_read + backend.pool.config.read_timeout)
         route = self.route_used
         rules = route.response_rules if route is not None else None
         return response_with_rules(head, close, client_version, rules, self.variables or {})
@@ -270,7 +286,15 @@ class ReverseSession(HttpProxySession):
     def response_complete(self) -> None:
         self.finish()
         upstream = self.upstream
-        if isinstance(upstream, BackendConn) and self.upstream_reusable:
+        if not self.request_complete:
+            # The backend answered before the request body ended (a 413, say): the rest of the
+            # body has nowhere to go, so neither connection can carry another request.
+            self.close_after = True
+            self.drop_upstream()
+        elif self.responses.buffered:
+            self.drop_upstream()  # the backend sent more than the response: never reuse it
+            self.fresh_responses()
+        elif isinstance(upstream, BackendConn) and self.upstream_reusable:
             self.upstream = None
             self.conn.upstream = None
             release(upstream)
@@ -278,6 +302,9 @@ class ReverseSession(HttpProxySession):
 
     def become_tunnel(self) -> None:
         self.finish()  # an upgraded connection is no longer a request in flight
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         upstream = self.upstream
         if isinstance(upstream, BackendConn):
             upstream.leave_pool()  # the relay owns it now: it no longer counts toward max_connections
@@ -293,39 +320,46 @@ class ReverseSession(HttpProxySession):
     # -- timeouts: one lazily re-armed timer per connection, not one per request --
 
     def arm_timer(self) -> None:
+        """A connection now carries the request: the response head is due within response_timeout."""
         pool = self.pool
         assert pool is not None
-        loop = self.loop
-        self.deadline = loop.time() + pool.config.response_timeout
-        self.read_seen = -1
-        if self.timer is None:
-            first = min(pool.config.response_timeout, pool.config.read_timeout)
-            self.timer = loop.call_at(loop.time() + first, self.check_timer)
+        self.deadline = self.loop.time() + pool.config.response_timeout
+        self.ensure_timer(self.deadline)
+
+    def ensure_timer(self, when: float) -> None:
+        """The timer fires no later than `when` (moved earlier if needed, never later)."""
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self.timer = self.loop.call_at(when, self.check_timer)
 
     def check_timer(self) -> None:
         self.timer = None
         pool = self.pool
         if not self.in_flight or pool is None or self.client_gone:
             return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = self.loop.time()
         if not self.response_started:
+            if self.upstream is None:
+                return  # dialing: the connect timeout bounds it; arm_timer follows
             if now >= self.deadline:
                 limit = pool.config.response_timeout
                 self.upstream_failed(
                     ResponseTimeout(f"backend {self.conn.dest} sent no response in {limit:g}s")
                 )
                 return
-            wake = min(self.deadline, now + pool.config.read_timeout)
-        else:
-            limit = pool.config.read_timeout
-            if self.conn.down != self.read_seen:
-                self.read_seen, self.read_since = self.conn.down, now
-            elif now - self.read_since >= limit:
-                self.upstream_failed(UpstreamFailed(f"backend {self.conn.dest} sent nothing for {limit:g}s"))
-                return
-            wake = self.read_since + limit
-        self.timer = loop.call_at(wake, self.check_timer)
+            self.ensure_timer(self.deadline)
+            return
+        limit = pool.config.read_timeout
+        upstream = self.upstream
+        if upstream is not None and not upstream.transport.is_reading():
+            self.last_read = now  # paused because the client reads slowly: not the backend's fault
+        elif now - self.last_read >= limit:
+            self.upstream_failed(UpstreamFailed(f"backend {self.conn.dest} sent nothing for {limit:g}s"))
+            return
+        self.ensure_timer(self.last_read + limit)
 
     # -- answers of our own: generic bodies, the detail only in the log and the record --
 

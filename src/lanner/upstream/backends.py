@@ -16,6 +16,7 @@ ejected backend returns when its time is up or when an active check passes.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -52,6 +53,7 @@ class Backend:
         "consecutive_gateway",
         "drained_by_config",
         "drained_by_admin",
+        "removed",
         "requests",
         "failures",
     )
@@ -64,7 +66,8 @@ class Backend:
         self.active = 0  # requests in flight
         self.connections = 0  # open connections, idle ones included
         self.idle: deque[BackendConn] = deque()  # kept-alive, most recently used last
-        self.waiters: deque[object] = deque()  # requests waiting for a connection (futures)
+        # Requests waiting for a connection: their futures and the client a PROXY header names.
+        self.waiters: deque[tuple[asyncio.Future[BackendConn | None], tuple[str, int] | None]] = deque()
         self.healthy = True  # by active checks; true until a check says otherwise
         self.check_streak = 0  # passes (>0) or failures (<0) in a row
         self.ejected_until = 0.0
@@ -74,12 +77,13 @@ class Backend:
         self.consecutive_gateway = 0
         self.drained_by_config = config.drain
         self.drained_by_admin = False
+        self.removed = False  # by a reload
         self.requests = 0
         self.failures = 0
 
     @property
     def draining(self) -> bool:
-        return self.drained_by_config or self.drained_by_admin
+        return self.drained_by_config or self.drained_by_admin or self.removed
 
     def eligible(self, now: float) -> bool:
         return self.healthy and not self.draining and self.ejected_until <= now
@@ -117,6 +121,7 @@ class Pool:
         self.backends: list[Backend] = [Backend(self, backend) for backend in config.backends]
         self.active = 0  # requests in flight over the whole pool
         self.retries = 0  # of which retries
+        self.saturated = False  # the last choice found only backends at max_requests
         self._eligible: list[Backend] | None = None
         self._eligible_until = 0.0  # an ejection ends then: compute the list again
 
@@ -130,7 +135,11 @@ class Pool:
             backend.drained_by_config = item.drain
             backends.append(backend)
         for gone in known.values():
+            gone.removed = True  # its requests in flight finish; their connections are not kept
             close_idle(gone)
+        if config.health is None:
+            for backend in backends:  # no check is left to bring a backend that is down back up
+                backend.healthy, backend.check_streak = True, 0
         if config.strategy != self.config.strategy:
             self.strategy = make_strategy(config.strategy)
         self.config = config
@@ -150,9 +159,15 @@ class Pool:
     def choose(
         self, now: float, hash_key: bytes | None, tried: list[Backend] | None = None
     ) -> Backend | None:
+        """A backend for a request, or None (then `saturated` says whether breakers were the reason)."""
         candidates = self.eligible(now)
         if tried:
             candidates = [backend for backend in candidates if backend not in tried]
+        limit = self.config.breaker.max_requests
+        self.saturated = False
+        if any(backend.active >= limit for backend in candidates):
+            self.saturated = True
+            candidates = [backend for backend in candidates if backend.active < limit]
         if not candidates:
             return None
         return self.strategy.pick(candidates, hash_key)

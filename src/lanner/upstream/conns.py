@@ -122,12 +122,16 @@ def release(conn: BackendConn) -> None:
 
 
 def _wake(backend: Backend, conn: BackendConn | None) -> bool:
-    """Hand a freed connection (or, with None, a free slot) to the first waiting request."""
-    while backend.waiters:
-        waiter: asyncio.Future[BackendConn | None] = backend.waiters.popleft()  # type: ignore[assignment]
-        if not waiter.done():
-            waiter.set_result(conn)
-            return True
+    """Hand a freed connection (or, with None, a free slot) to the first request waiting for it.
+
+    A connection that carries a PROXY header goes only to a request of the client it names.
+    """
+    for waiter, client in backend.waiters:
+        if waiter.done() or (conn is not None and client != conn.client_key):
+            continue
+        backend.waiters.remove((waiter, client))
+        waiter.set_result(conn)
+        return True
     return False
 
 
@@ -137,16 +141,24 @@ async def open_conn(
     """A connection for one request: handed over by a finishing request, or newly opened."""
     config = backend.pool.config
     while backend.connections >= config.breaker.max_connections:
+        if backend.idle:  # kept for other clients (PROXY headers): the oldest makes room
+            backend.idle.popleft().transport.close()
         if len(backend.waiters) >= config.breaker.max_pending:
             raise Overloaded(f"backend {backend.key}: {len(backend.waiters)} requests already wait")
         waiter: asyncio.Future[BackendConn | None] = asyncio.get_running_loop().create_future()
-        backend.waiters.append(waiter)
+        entry = (waiter, client)
+        backend.waiters.append(entry)
         try:
             async with asyncio.timeout(config.connect_timeout):
                 handed = await waiter
         except TimeoutError:
+            late = waiter.result() if waiter.done() and not waiter.cancelled() else None
+            if late is not None:
+                release(late)  # handed over just as the time ran out: give it back
             raise Overloaded(f"backend {backend.key}: no connection free in time") from None
         finally:
+            if entry in backend.waiters:
+                backend.waiters.remove(entry)
             if not waiter.done():
                 waiter.cancel()
         if handed is not None:

@@ -52,6 +52,7 @@ class Upstreams:
             pools[config.name] = pool
         for removed in self.pools.values():
             for backend in removed.backends:
+                backend.removed = True
                 close_idle(backend)
         self.pools = pools
         if self._sweeper is not None:

@@ -394,7 +394,6 @@ class HttpReader:
             raise ProtocolError("connection closed inside a chunked body", 400)
         return NEED_DATA
 
-
     def _trailer(self, line: bytes) -> None:
         # Only recorded, never forwarded separately: a malformed line is kept as a nameless field
         # rather than refused, so recording never changes what the proxy accepts.
