@@ -66,7 +66,7 @@ def parse_wrk(text: str) -> dict:
             counts = [int(n) for n in re.findall(r"\d+", line)]
             result["errors"] += sum(counts)
             notes.append(line.strip())
-        elif line.startswith("Non-2xx"):
+        elif line.strip().startswith("Non-2xx"):  # wrk indents this line
             result["errors"] += int(words[-1])
             notes.append(line.strip())
     if notes:
