@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import trustme
 
 from tests.integration.servers import free_port
 
@@ -62,6 +63,16 @@ class BackendProcess:
         self.kill()
         if self.proc is not None and self.proc.stdout is not None:
             self.proc.stdout.close()
+
+
+def write_certificate(ca: trustme.CA, directory: Path, name: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A certificate for `name` issued by the test CA: (cert, key, CA certificate) PEM files."""
+    cert, key, ca_file = directory / "cert.pem", directory / "key.pem", directory / "ca.pem"
+    issued = ca.issue_cert(name)
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca.cert_pem.write_to_path(str(ca_file))
+    return cert, key, ca_file
 
 
 def served_by(response: httpx.Response) -> str:

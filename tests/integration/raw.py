@@ -34,6 +34,13 @@ def recv_until_close(sock: socket.socket, limit: int = 1 << 24) -> bytes:
     return data
 
 
+def exchange(port: int, data: bytes) -> bytes:
+    """Send `data` on a new connection and read everything until the far side closes."""
+    with connect(port) as sock:
+        sock.sendall(data)
+        return recv_until_close(sock)
+
+
 def recv_http_response(sock: socket.socket) -> tuple[bytes, bytes]:
     """One response with a Content-Length body: (head, body).
 

@@ -45,7 +45,9 @@ def still_serves(proxy: Any, origin: Origin) -> Any:
     """After every test here, the same instance proxies a normal request."""
     yield
     sock = connect(proxy.addr("open")[1])
-    sock.sendall(f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    sock.sendall(
+        f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     assert recv_until_close(sock).endswith(b"hello-from-origin\n")
     assert proxy.alive()
 
@@ -89,7 +91,12 @@ def test_malformed_request_line_gets_400(proxy: Any) -> None:
 
 @pytest.mark.parametrize(
     "partial",
-    [b"\x05\x02\x00", b"\x05\x01\x00\x05\x01\x00\x03\x09local", b"\x04\x01\x00", b"GET http://x/ HTTP/1.1\r\nHo"],
+    [
+        b"\x05\x02\x00",
+        b"\x05\x01\x00\x05\x01\x00\x03\x09local",
+        b"\x04\x01\x00",
+        b"GET http://x/ HTTP/1.1\r\nHo",
+    ],
     ids=["socks5-greeting", "socks5-request", "socks4", "http-head"],
 )
 def test_truncated_handshake_then_close(proxy: Any, partial: bytes) -> None:
@@ -124,7 +131,9 @@ def test_wrong_http_proxy_credentials(proxy: Any, origin: Origin, credentials: s
         token = base64.b64encode(credentials.encode()).decode() if ":" in credentials else credentials
         header = f"Proxy-Authorization: Basic {token}\r\n"
     data = send_http(
-        proxy, f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode(), "authed"
+        proxy,
+        f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nHost: x\r\n{header}\r\n".encode(),
+        "authed",
     )
     assert http_status(data) == 407
     assert b'proxy-authenticate: basic realm="lanner"' in data.lower()
@@ -207,7 +216,10 @@ def test_malformed_chunked_body_gets_400(proxy: Any, origin: Origin) -> None:
 
 
 def test_smuggling_shapes_get_400(proxy: Any, origin: Origin) -> None:
-    for headers in ("Content-Length: 5\r\nTransfer-Encoding: chunked", "Content-Length: 5\r\nContent-Length: 6"):
+    for headers in (
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+        "Content-Length: 5\r\nContent-Length: 6",
+    ):
         data = send_http(
             proxy, f"POST http://127.0.0.1:{origin.port}/echo HTTP/1.1\r\n{headers}\r\n\r\nhello".encode()
         )

@@ -23,7 +23,11 @@ HAR_SCHEMA = json.loads((Path(__file__).parents[1] / "unit" / "record" / "har-1.
 
 def flows_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lanner", "flows", *args], capture_output=True, text=True, check=check, timeout=60
+        [sys.executable, "-m", "lanner", "flows", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
     )
 
 
@@ -54,7 +58,9 @@ def test_list_newest_first_with_filters(recorded: Any) -> None:
     assert "lanner answered 502" in out[1] and " ERR " in out[1]
     only_5xx = flows_cli("--db", db, "list", "status:5xx").stdout
     assert "tag=down" in only_5xx and "tag=one" not in only_5xx
-    either = flows_cli("--db", db, "list", "--", "(", "status:5xx", "or", "error:*", ")", "-method:POST").stdout
+    either = flows_cli(
+        "--db", db, "list", "--", "(", "status:5xx", "or", "error:*", ")", "-method:POST"
+    ).stdout
     assert "tag=down" in either and "tag=refused" in either and "tag=one" not in either
     assert "tag=zipped" in flows_cli("--db", db, "list", "zebracorn").stdout  # full text of a gzip body
     assert "tag=posted" in flows_cli("--db", db, "list", 'body:"posted-body-text"').stdout
@@ -63,19 +69,26 @@ def test_list_newest_first_with_filters(recorded: Any) -> None:
 def test_list_json_and_paging(recorded: Any) -> None:
     db = str(recorded.store_path)
     lines = [json.loads(line) for line in flows_cli("--db", db, "list", "--json").stdout.splitlines()]
-    assert len(lines) >= 5 and [line["id"] for line in lines] == sorted((line["id"] for line in lines), reverse=True)
+    assert len(lines) >= 5 and [line["id"] for line in lines] == sorted(
+        (line["id"] for line in lines), reverse=True
+    )
     down = next(line for line in lines if "tag=down" in line["url"])
     assert down["status"] == 503 and down["method"] == "GET" and down["duration_ms"] > 0
     page = flows_cli("--db", db, "list", "--limit", "2")
     assert len(page.stdout.splitlines()) == 3 and "(more: --before" in page.stderr
     cursor = page.stderr.split("--before ")[1].split(")")[0]
     rest = flows_cli("--db", db, "list", "--json", "--before", cursor).stdout.splitlines()
-    assert [json.loads(line)["id"] for line in rest] == [line["id"] for line in lines if line["id"] < int(cursor)]
+    assert [json.loads(line)["id"] for line in rest] == [
+        line["id"] for line in lines if line["id"] < int(cursor)
+    ]
 
 
 def test_show_prints_headers_bodies_and_timings(recorded: Any) -> None:
     db = str(recorded.store_path)
-    (zipped,) = [json.loads(line) for line in flows_cli("--db", db, "list", "--json", "url:*tag=zipped*").stdout.splitlines()]
+    (zipped,) = [
+        json.loads(line)
+        for line in flows_cli("--db", db, "list", "--json", "url:*tag=zipped*").stdout.splitlines()
+    ]
     shown = flows_cli("--db", db, "show", str(zipped["id"])).stdout
     assert f"flow {zipped['id']}  GET http://127.0.0.1:" in shown
     assert "status    200 OK" in shown and "timings   request" in shown
@@ -109,8 +122,12 @@ def test_export_validates_as_har_and_imports_back(recorded: Any, tmp_path: Path)
     assert len(exported) >= 5 and f"exported {len(exported)} flows" in done.stderr
     copy = tmp_path / "copy.db"
     assert f"imported {len(exported)} flows" in flows_cli("--db", str(copy), "import", str(har)).stderr
-    original = [json.loads(line) for line in flows_cli("--db", db, "list", "--json", "url:*tag=*").stdout.splitlines()]
-    imported = [json.loads(line) for line in flows_cli("--db", str(copy), "list", "--json").stdout.splitlines()]
+    original = [
+        json.loads(line) for line in flows_cli("--db", db, "list", "--json", "url:*tag=*").stdout.splitlines()
+    ]
+    imported = [
+        json.loads(line) for line in flows_cli("--db", str(copy), "list", "--json").stdout.splitlines()
+    ]
     fields = ("url", "method", "status", "duration_ms", "request_size", "response_size", "error", "conn")
     assert [[row[k] for k in fields] for row in imported] == [[row[k] for k in fields] for row in original]
     # the imported copy is searchable like the original

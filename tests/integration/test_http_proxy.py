@@ -70,7 +70,9 @@ def test_chunked_response_with_trailer_passes_verbatim(proxy: Any, origin: Origi
     data = recv_until_close(sock)
     head, _, body = data.partition(b"\r\n\r\n")
     assert b"transfer-encoding: chunked" in head.lower()
-    assert body == b"6;ext=1\r\nfirst,\r\n7;ext=1\r\nsecond,\r\n5;ext=1\r\nthird\r\n0\r\nX-Checksum: 42\r\n\r\n"
+    assert (
+        body == b"6;ext=1\r\nfirst,\r\n7;ext=1\r\nsecond,\r\n5;ext=1\r\nthird\r\n0\r\nX-Checksum: 42\r\n\r\n"
+    )
 
 
 def test_close_delimited_response_closes_client(proxy: Any, origin: Origin) -> None:

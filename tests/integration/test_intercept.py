@@ -79,7 +79,16 @@ def test_curl_trusting_lanner_ca_is_intercepted_and_recorded(mitm: Any, tls_orig
     assert flow.url == url
     assert whole(mitm.store_path, flow.id).response_body.data == b"hello-from-origin\n"
     listed = subprocess.run(
-        [sys.executable, "-m", "lanner", "flows", "--db", str(mitm.store_path), "list", "url:*tag=curl-mitm*"],
+        [
+            sys.executable,
+            "-m",
+            "lanner",
+            "flows",
+            "--db",
+            str(mitm.store_path),
+            "list",
+            "url:*tag=curl-mitm*",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -273,9 +282,9 @@ def test_a_client_leaving_right_after_its_hello_still_gets_a_connection_record(
     for index in range(5):
         line = lanner.wait_log(rf"connection id=\d+ [^\n]*sni=gone{index}.localhost[^\n]*").group(0)
         assert "client left" in line or "TLS handshake" in line
-    assert tls_get(connect_tunnel(lanner, "localhost", tls_origin.port), trusting(lanner), "localhost").endswith(
-        b"hello-from-origin\n"
-    )
+    assert tls_get(
+        connect_tunnel(lanner, "localhost", tls_origin.port), trusting(lanner), "localhost"
+    ).endswith(b"hello-from-origin\n")
 
 
 def test_a_tunnel_that_never_sends_its_hello_is_closed_at_the_handshake_timeout(
@@ -298,7 +307,9 @@ def plain_ok(lanner: Any) -> bool:
 
 
 def test_workers_share_one_ca(start_lanner: Any, tls_origin: Origin, ca_file: Path) -> None:
-    lanner = start_lanner({"intercept": [{"hosts": ["localhost"], "ca_file": str(ca_file)}]}, "--workers", "2")
+    lanner = start_lanner(
+        {"intercept": [{"hosts": ["localhost"], "ca_file": str(ca_file)}]}, "--workers", "2"
+    )
     url = f"https://localhost:{tls_origin.port}/small"
     for _ in range(20):  # new connections: the kernel spreads them over both workers
         with httpx.Client(proxy=lanner.http_proxy, verify=trusting(lanner)) as client:

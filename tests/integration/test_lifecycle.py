@@ -20,7 +20,11 @@ def test_defaults_with_env_override(tmp_path: Path, origin: Origin) -> None:
     port = free_port()
     env = {"PATH": "/usr/bin:/bin", "LANNER_LISTENERS__0__BIND": f"127.0.0.1:{port}"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lanner", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "lanner", "run"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     try:
         assert proc.stdout is not None
@@ -29,7 +33,9 @@ def test_defaults_with_env_override(tmp_path: Path, origin: Origin) -> None:
             f"lanner: forward listener 'forward' on 127.0.0.1:{port} accepts http, connect, socks4, socks4a, socks5"
         )
         sock = connect(port)
-        sock.sendall(f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode()
+        )
         assert recv_until_close(sock).endswith(b"hello-from-origin\n")
     finally:
         proc.send_signal(signal.SIGINT)
@@ -102,7 +108,9 @@ def test_workers_share_the_listener(start_lanner: Any, origin: Origin) -> None:
         time.sleep(0.05)
     for _ in range(40):
         sock = connect(lanner.port)
-        sock.sendall(f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(
+            f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode()
+        )
         assert recv_until_close(sock).endswith(b"hello-from-origin\n")
     assert len(lanner.announced) == 1
     lanner.wait_log(r"outcome=ok.* worker=[01]")

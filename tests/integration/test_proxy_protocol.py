@@ -17,7 +17,8 @@ import pytest
 import trustme
 
 from tests.conftest import require
-from tests.integration.backends import echoed_headers
+from tests.integration.backends import echoed_headers, write_certificate
+from tests.integration.raw import exchange
 from tests.integration.servers import free_port
 from tests.integration.store_reads import wait_flows
 
@@ -32,15 +33,6 @@ def v2_header(source: str, source_port: int, destination: str, destination_port:
         + struct.pack("!HH", source_port, destination_port)
     )
     return V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack("!H", len(block)) + block
-
-
-def exchange(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def request(path: str = "/") -> bytes:
@@ -213,10 +205,7 @@ def test_haproxy_send_proxy_v2_in_front_of_lanner(
     start_lanner: Any, start_backend: Any, haproxy: Any, test_ca: trustme.CA, tmp_path: Path
 ) -> None:
     backend = start_backend("b")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    issued = test_ca.issue_cert("127.0.0.1")
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
+    cert, key, ca = write_certificate(test_ca, tmp_path)
     https = {"name": "secure", "type": "reverse", "routes": [{"pool": "p"}],
              "certificates": [{"cert": str(cert), "key": str(key)}],
              "proxy_protocol": {"trusted": ["127.0.0.1/32"]}}  # fmt: skip
@@ -242,8 +231,6 @@ def test_haproxy_send_proxy_v2_in_front_of_lanner(
     with httpx.Client(transport=transport) as client:
         response = client.get(f"http://127.0.0.1:{front}/through-haproxy")
     assert echoed_headers(response)["x-forwarded-for"] == ["127.0.0.7"]
-    ca = tmp_path / "ca.pem"
-    test_ca.cert_pem.write_to_path(str(ca))
     secure_transport = httpx.HTTPTransport(
         local_address="127.0.0.8", verify=ssl.create_default_context(cafile=str(ca))
     )

@@ -307,8 +307,16 @@ def test_download_of_2_gib_keeps_memory_bounded(start_lanner: Any) -> None:
 def writer_processes(pid: int) -> list[int]:
     """lanner's recording writer processes (`python -m lanner.record.writer`, its children)."""
     # a child is listed under the thread that started it (the recorder's feeder thread)
-    children = [child for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
-    return [int(child) for child in children if b"lanner.record.writer" in Path(f"/proc/{child}/cmdline").read_bytes()]
+    children = [
+        child
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return [
+        int(child)
+        for child in children
+        if b"lanner.record.writer" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]
 
 
 def test_full_disk_pauses_recording_and_it_resumes(start_lanner: Any, origin: Origin) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import json
-import socket
 import subprocess
 import time
 from typing import Any
@@ -13,7 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import require_binary
-from tests.integration.backends import BackendProcess, echoed_headers, served_by
+from tests.integration.backends import BackendProcess, echoed_headers, served_by, write_certificate
+from tests.integration.raw import exchange
 from tests.integration.store_reads import wait_flows
 
 
@@ -432,23 +432,14 @@ def test_drain_finishes_requests_in_flight_and_survives_reload(start_lanner: Any
     assert {served_by(httpx.get(f"{url}/")) for _ in range(10)} == {other}
 
 
-def _raw_request(port: int, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def test_bad_requests_get_defined_answers(start_lanner: Any, start_backend: Any) -> None:
     backend = start_backend("b")
     lanner = start_lanner(reverse_config([pool("p", [backend])], [{"pool": "p"}]))
     port = lanner.addr("api")[1]
-    assert _raw_request(port, b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405 ")
-    assert _raw_request(port, b"GET nothing HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
-    assert _raw_request(port, b"\x16\x03\x01\x00\x05hello").startswith(b"HTTP/1.1 400 ")
-    absolute = _raw_request(port, b"GET http://a.example/abs HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert exchange(port, b"CONNECT x:443 HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 405 ")
+    assert exchange(port, b"GET nothing HTTP/1.1\r\nHost: x\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    assert exchange(port, b"\x16\x03\x01\x00\x05hello").startswith(b"HTTP/1.1 400 ")
+    absolute = exchange(port, b"GET http://a.example/abs HTTP/1.1\r\nConnection: close\r\n\r\n")
     assert absolute.startswith(b"HTTP/1.1 200 ") and b'"/abs"' in absolute
     time.sleep(0.1)
     assert httpx.get(f"{base_url(lanner)}/").status_code == 200
@@ -460,11 +451,7 @@ def test_https_reverse_listener_terminates_tls(
     import ssl
 
     backend = start_backend("b")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    issued = test_ca.issue_cert("127.0.0.1")
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
-    test_ca.cert_pem.write_to_path(str(ca))
+    cert, key, ca = write_certificate(test_ca, tmp_path)
     lanner = start_lanner(
         reverse_config(
             [pool("p", [backend])], [{"pool": "p"}], certificates=[{"cert": str(cert), "key": str(key)}]

@@ -15,7 +15,8 @@ import pytest
 import trustme
 import yaml
 
-from tests.integration.backends import served_by
+from tests.integration.backends import served_by, write_certificate
+from tests.integration.raw import exchange
 
 RawHandler = Callable[[socket.socket, bytes], None]
 
@@ -82,15 +83,6 @@ def reverse(
 
 def ok(body: bytes = b"ok") -> bytes:
     return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-
-
-def exchange(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def test_an_early_answer_to_a_partial_body_never_lends_the_connection(
@@ -215,11 +207,7 @@ def test_failed_tls_after_proxy_headers_frees_the_listener_slots(
     start_lanner: Any, start_backend: Any, test_ca: trustme.CA, tmp_path: Path
 ) -> None:
     backend = start_backend("b")
-    cert, key, ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    issued = test_ca.issue_cert("127.0.0.1")
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
-    test_ca.cert_pem.write_to_path(str(ca))
+    cert, key, ca = write_certificate(test_ca, tmp_path)
     lanner = start_lanner(
         reverse(
             [{"name": "p", "backends": [{"address": backend.address}]}],

@@ -19,6 +19,7 @@ from tests.integration.servers import Origin, TcpEcho
 def _needs_splice() -> None:
     require(splice.AVAILABLE, "os.splice exists on Linux only")
 
+
 EARLY = 64 * 1024
 
 

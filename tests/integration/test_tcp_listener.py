@@ -37,9 +37,7 @@ def test_tcp_listener_relays_and_half_closes(start_lanner: Any, tcp_echo: TcpEch
 
 
 def test_tcp_listener_to_real_redis(start_lanner: Any) -> None:
-    lanner = start_lanner(
-        {"listeners": [{"name": "redis", "type": "tcp", "target": "127.0.0.1:6379"}]}
-    )
+    lanner = start_lanner({"listeners": [{"name": "redis", "type": "tcp", "target": "127.0.0.1:6379"}]})
     client = redis.Redis(host="127.0.0.1", port=lanner.port, socket_timeout=5)
     client.set("lanner:test", "through the tcp listener")
     assert client.get("lanner:test") == b"through the tcp listener"
@@ -73,7 +71,11 @@ def test_ipv6_listener(start_lanner: Any, tcp_echo: TcpEcho) -> None:
     require(has_v6, "no IPv6 loopback on this machine")
     port = free_port()
     lanner = start_lanner(
-        {"listeners": [{"name": "v6", "type": "tcp", "bind": f"[::1]:{port}", "target": f"127.0.0.1:{tcp_echo.port}"}]}
+        {
+            "listeners": [
+                {"name": "v6", "type": "tcp", "bind": f"[::1]:{port}", "target": f"127.0.0.1:{tcp_echo.port}"}
+            ]
+        }
     )
     with socket.create_connection(("::1", port), timeout=5) as sock:
         sock.sendall(b"over v6")

@@ -101,9 +101,7 @@ def test_forward_proxy_connect_tunnel_carries_websocket(start_lanner: Any, ws_ec
         conversation(ws)
 
 
-def test_intercepted_wss_is_recorded(
-    start_lanner: Any, wss_echo: WsEcho, ca_file: Path
-) -> None:
+def test_intercepted_wss_is_recorded(start_lanner: Any, wss_echo: WsEcho, ca_file: Path) -> None:
     lanner = start_lanner({"intercept": [{"hosts": ["localhost"], "ca_file": str(ca_file)}]})
     url = f"wss://localhost:{wss_echo.port}/live"
     with connect(url, proxy=lanner.http_proxy, ssl=lanner_ca(lanner)) as ws:
