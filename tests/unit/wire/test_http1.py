@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterable, Sequence
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.wire.chunking import bytewise, split_at, whole
 
 from lanner.wire.errors import ProtocolError
 from lanner.wire.http1 import (
@@ -98,19 +99,6 @@ def read(
     except ProtocolError as exc:
         proxy.seen.append(("error", exc.reply_hint))
     return proxy.seen
-
-
-def whole(data: bytes) -> list[bytes]:
-    return [data]
-
-
-def bytewise(data: bytes) -> list[bytes]:
-    return [data[i : i + 1] for i in range(len(data))]
-
-
-def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
-    edges = [0, *sorted(set(cuts)), len(data)]
-    return [data[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
 
 
 Feed = Callable[[bytes], list[bytes]]

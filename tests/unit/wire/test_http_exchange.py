@@ -221,13 +221,17 @@ def test_body_capture_is_bounded_and_exact(pieces: list[bytes], limit: int) -> N
         assert capture.truncated
 
 
-@given(st.lists(st.integers(0, 2000), max_size=12), st.lists(st.integers(0, 2000), max_size=12), st.booleans())
+@given(
+    st.lists(st.integers(0, 2000), max_size=12), st.lists(st.integers(0, 2000), max_size=12), st.booleans()
+)
 @FUZZ
 def test_any_chunking_gives_the_same_exchanges(
     client_cuts: list[int], server_cuts: list[int], client_first: bool
 ) -> None:
     expected = run(PIPELINE_CLIENT, PIPELINE_SERVER)
-    assert run(PIPELINE_CLIENT, PIPELINE_SERVER, client_cuts, server_cuts, client_first=client_first) == expected
+    assert (
+        run(PIPELINE_CLIENT, PIPELINE_SERVER, client_cuts, server_cuts, client_first=client_first) == expected
+    )
 
 
 def test_byte_by_byte_gives_the_same_exchanges() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.wire.chunking import bytewise, mutate, split_at, whole
 
 from lanner.wire.errors import ProtocolError
 from lanner.wire.proxy_protocol import (
@@ -45,19 +46,6 @@ def read(chunks: Iterable[bytes], max_v2: int = DEFAULT_MAX_V2) -> Outcome:
     except ProtocolError:
         return "error", b""
     return None, b""
-
-
-def whole(data: bytes) -> list[bytes]:
-    return [data]
-
-
-def bytewise(data: bytes) -> list[bytes]:
-    return [data[i : i + 1] for i in range(len(data))]
-
-
-def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
-    edges = [0, *sorted(set(cuts)), len(data)]
-    return [data[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
 
 
 def raises_at(data: bytes) -> int:
@@ -495,19 +483,7 @@ def test_starts_like_header_on_prefixes_of_valid_headers(
 @st.composite
 def mutated_headers(draw: st.DrawFn) -> bytes:
     wire, _ = draw(valid_headers())
-    edit = bytearray(wire)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(edit)))
-        action = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        if action == "flip" and at < len(edit):
-            edit[at] = draw(st.integers(0, 255))
-        elif action == "insert":
-            edit[at:at] = draw(st.binary(min_size=1, max_size=4))
-        elif action == "delete":
-            del edit[at : at + draw(st.integers(1, 4))]
-        else:
-            del edit[at:]
-    return bytes(edit)
+    return mutate(draw, wire)
 
 
 hostile = st.one_of(

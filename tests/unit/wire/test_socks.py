@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.unit.wire.chunking import bytewise, mutate, split_at, whole
 
 from lanner.wire.errors import ProtocolError
 from lanner.wire.socks import (
@@ -70,19 +71,6 @@ def _drain(server: SocksServer, seen: list[object]) -> None:
         elif isinstance(event, CredentialsReceived):
             seen.append(server.auth_result(True))
     raise AssertionError("SocksServer kept returning events")
-
-
-def whole(data: bytes) -> list[bytes]:
-    return [data]
-
-
-def bytewise(data: bytes) -> list[bytes]:
-    return [data[i : i + 1] for i in range(len(data))]
-
-
-def split_at(data: bytes, cuts: Iterable[int]) -> list[bytes]:
-    edges = [0, *sorted(set(cuts)), len(data)]
-    return [data[lo:hi] for lo, hi in zip(edges, edges[1:], strict=False)]
 
 
 def port_bytes(port: int) -> bytes:
@@ -513,19 +501,7 @@ def test_chunking_never_changes_the_events(
 @st.composite
 def mutated_handshakes(draw: st.DrawFn) -> bytes:
     wire, _ = draw(handshakes)
-    edit = bytearray(wire)
-    for _ in range(draw(st.integers(1, 3))):
-        at = draw(st.integers(0, len(edit)))
-        action = draw(st.sampled_from(["flip", "insert", "delete", "truncate"]))
-        if action == "flip" and at < len(edit):
-            edit[at] = draw(st.integers(0, 255))
-        elif action == "insert":
-            edit[at:at] = draw(st.binary(min_size=1, max_size=4))
-        elif action == "delete":
-            del edit[at : at + draw(st.integers(1, 4))]
-        else:
-            del edit[at:]
-    return bytes(edit)
+    return mutate(draw, wire)
 
 
 hostile = st.one_of(
