@@ -9,6 +9,7 @@ import socketserver
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -313,3 +314,41 @@ class WsEcho:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+RawHandler = Callable[[socket.socket, bytes], None]
+
+
+class RawBackend:
+    """A backend whose answer to each request head is a function of the test (thread per connection)."""
+
+    def __init__(self, answer: RawHandler) -> None:
+        self.heads: list[bytes] = []
+        outer = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                sock: socket.socket = self.request
+                buffered = b""
+                while True:
+                    while b"\r\n\r\n" not in buffered:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            return
+                        buffered += chunk
+                    head, _, buffered = buffered.partition(b"\r\n\r\n")
+                    outer.heads.append(head)
+                    answer(sock, head)
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.integration.raw import connect, recv_exact, recv_http_response, recv_until_close
-from tests.integration.servers import Origin, UpgradeServer
+from tests.integration.servers import Origin, RawBackend, UpgradeServer
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +181,30 @@ def test_origin_form_and_https_targets_refused(proxy: Any) -> None:
         sock = connect(proxy.port)
         sock.sendall(get(target))
         assert recv_until_close(sock).startswith(b"HTTP/1.1 400")
+
+
+def test_an_early_answer_to_a_partial_body_closes_the_connection(proxy: Any) -> None:
+    def answer(sock: Any, head: bytes) -> None:
+        sock.sendall(
+            b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n"
+        )  # the body is left unread
+
+    backend = RawBackend(answer)
+    try:
+        with connect(proxy.port) as sock:
+            sock.sendall(
+                f"POST http://{backend.address}/upload HTTP/1.1\r\nHost: {backend.address}\r\n"
+                "Content-Length: 100\r\n\r\n".encode()
+                + b"A" * 40
+            )
+            head, _ = recv_http_response(sock)
+            assert head.startswith(b"HTTP/1.1 413 ") and b"Connection: close" in head
+            # What the client still sends is not taken for a new request: the connection ends.
+            try:
+                sock.sendall(b"GET http://example.invalid/ HTTP/1.1\r\n\r\n" + b"A" * 60)
+            except OSError:
+                pass
+            assert recv_until_close(sock) == b""
+    finally:
+        backend.close()
+    assert backend.heads == [backend.heads[0]] and backend.heads[0].startswith(b"POST /upload ")

@@ -368,6 +368,10 @@ class HttpProxySession(EntryProtocol):
             raise ProtocolError("101 to a request that asked for no upgrade")
         if head.status >= 200 or head.status == 101:
             self.response_started = True
+            if not self.request_complete:
+                # Answered before the request body ended (a 413, say): the rest of the body has
+                # nowhere to go, so this connection carries no further request.
+                self.close_after = True
             # A body delimited by the server's close can only reach the client the same way.
             self.close_after = self.close_after or head.framing is Framing.UNTIL_CLOSE
             self.upstream_reusable = head.keep_alive and request.version != "1.0"

@@ -274,8 +274,6 @@ class ReverseSession(HttpProxySession):
 
     def render_response(self, head: ResponseHead, close: bool, client_version: str) -> bytes:
         backend = self.backend
-        if not self.request_complete and head.status >= 200:
-            self.close_after = close = True  # answered before the body ended: see response_complete
         if backend is not None and head.status >= 200:
             backend.pool.answered(backend, head.status)
             self.ensure_timer(self.last_read + backend.pool.config.read_timeout)
@@ -287,10 +285,7 @@ class ReverseSession(HttpProxySession):
         self.finish()
         upstream = self.upstream
         if not self.request_complete:
-            # The backend answered before the request body ended (a 413, say): the rest of the
-            # body has nowhere to go, so neither connection can carry another request.
-            self.close_after = True
-            self.drop_upstream()
+            self.drop_upstream()  # the backend still expects the rest of the body (see on_response)
         elif self.responses.buffered:
             self.drop_upstream()  # the backend sent more than the response: never reuse it
             self.fresh_responses()
