@@ -108,7 +108,7 @@ class HttpProxySession(EntryProtocol):
         self.recorder = listener.recorder
         recording = self.recorder is not None
         self.requests = HttpReader(True, limits.max_header_bytes, limits.max_request_line, recording)
-        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line, recording)
+        self.responses = self.new_response_reader()
         self.exchange: Exchange | None = None  # being recorded
         self.origin: Origin | None = None
         self.upstream: HttpUpstream | None = None
@@ -206,6 +206,10 @@ class HttpProxySession(EntryProtocol):
         authority, path = split_absolute(head.target)
         host, port = split_authority(authority, 80)
         return (host, port, user), request_for_origin(head, authority, path, self.close_after, self.via)
+
+    def new_response_reader(self) -> HttpReader:
+        limits = self.listener.limits
+        return HttpReader(False, limits.max_header_bytes, limits.max_request_line, self.recorder is not None)
 
     def keep_upstream(self, key: UpstreamKey) -> bool:
         """Whether `self.upstream` can carry the next request (to `key`)."""

@@ -14,13 +14,12 @@ comes first on the wire), through the memory-BIO TLS server.
 
 from __future__ import annotations
 
-import ipaddress
 import ssl
 from collections.abc import Callable
 
 from lanner.entry.base import EntryProtocol
 from lanner.errors import Outcome
-from lanner.net.listener import ListenerRuntime
+from lanner.net.listener import ListenerRuntime, within
 from lanner.net.tls import TlsServer, tls_reason
 from lanner.wire import proxy_protocol
 from lanner.wire.errors import ProtocolError
@@ -41,8 +40,7 @@ class ProxyHeaderEntry(EntryProtocol):
         config = self.listener.config.proxy_protocol
         assert config is not None
         peer = self.conn.client
-        address = ipaddress.ip_address(peer[0]) if peer else None
-        if address is not None and any(address in network for network in config.trusted):
+        if peer and within(peer[0], config.trusted):
             self.reader = proxy_protocol.ProxyHeaderReader()
 
     def handle(self, data: bytes) -> None:

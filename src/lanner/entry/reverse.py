@@ -41,7 +41,7 @@ from lanner.route.rules import Verdict
 from lanner.upstream.backends import Backend, Pool
 from lanner.upstream.conns import BackendConn, ClientKey, open_conn, release, take_idle
 from lanner.wire.errors import ProtocolError
-from lanner.wire.http1 import Framing, HttpReader, RequestHead, ResponseHead, header_value
+from lanner.wire.http1 import Framing, RequestHead, ResponseHead, header_value
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
@@ -231,17 +231,11 @@ class ReverseSession(HttpProxySession):
         request, backend = self.request, self.backend
         assert request is not None and backend is not None
         self.drop_upstream()
-        self.fresh_responses()
+        self.responses = self.new_response_reader()  # nothing the failed connection sent may remain
         self.responses.expect_response_to(request.method)
         self.awaiting_response = True
         self.pause_client(DIALING)  # the client waits while the request is sent again
         self.run(self.open_upstream((backend.host, backend.port, None), self.outgoing), "retry")
-
-    def fresh_responses(self) -> None:
-        """A new response reader: nothing the last backend connection sent may reach the next one."""
-        limits = self.listener.limits
-        recording = self.recorder is not None
-        self.responses = HttpReader(False, limits.max_header_bytes, limits.max_request_line, recording)
 
     def upstream_data(self, upstream: HttpUpstream, data: bytes) -> None:
         self.last_read = self.loop.time()  # for the read timeout
@@ -288,7 +282,7 @@ class ReverseSession(HttpProxySession):
             self.drop_upstream()  # the backend still expects the rest of the body (see on_response)
         elif self.responses.buffered:
             self.drop_upstream()  # the backend sent more than the response: never reuse it
-            self.fresh_responses()
+            self.responses = self.new_response_reader()
         elif isinstance(upstream, BackendConn) and self.upstream_reusable:
             self.upstream = None
             self.conn.upstream = None

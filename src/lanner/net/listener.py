@@ -14,7 +14,7 @@ import ipaddress
 import itertools
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -50,6 +50,14 @@ class Services:
     interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
     upstreams: Upstreams | None = None  # see lanner.upstream.registry; None: no pools
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+def within(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    """Whether the address `ip` is in any of `networks` (False for none)."""
+    if not networks:
+        return False
+    address = ipaddress.ip_address(ip)
+    return any(address in network for network in networks)
 
 
 class ListenerRuntime:
@@ -93,10 +101,7 @@ class ListenerRuntime:
 
     def is_trusted_proxy(self, ip: str) -> bool:
         """Whether forwarding headers from this client address are kept (reverse listeners)."""
-        if not self.trusted_proxies:
-            return False
-        address = ipaddress.ip_address(ip)
-        return any(address in network for network in self.trusted_proxies)
+        return within(ip, self.trusted_proxies)
 
     def addresses(self) -> list[tuple[str, int]]:
         if self.server is None:

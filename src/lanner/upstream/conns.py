@@ -27,7 +27,7 @@ from lanner.net.dial import map_dial_errors
 from lanner.net.tls import start_client_tls
 from lanner.tls.policy import shared_upstream_context
 from lanner.upstream.backends import Backend
-from lanner.wire.proxy_protocol import encode_v1, encode_v2
+from lanner.wire.proxy_protocol import encode_local, encode_v1, encode_v2
 
 ClientKey = tuple[str, int] | None  # the client a PROXY-header connection is kept for
 
@@ -206,7 +206,7 @@ def proxy_header(version: str, session: HttpProxySession, transport: asyncio.Bas
     client = session.conn.client
     own = session.transport.get_extra_info("sockname")
     if not client or not own or (":" in client[0]) != (":" in own[0]):
-        return encode_v2(None, None) if version == "v2" else b"PROXY UNKNOWN\r\n"
+        return encode_local(version)
     source, destination = (client[0], client[1]), (own[0], own[1])
     return encode_v2(source, destination) if version == "v2" else encode_v1(source, destination)
 

@@ -21,7 +21,7 @@ from lanner.config.pools import HealthCheckConfig, PoolConfig
 from lanner.net.tasks import spawn
 from lanner.tls.policy import shared_upstream_context
 from lanner.upstream.backends import Backend, Pool
-from lanner.wire.proxy_protocol import encode_v2
+from lanner.wire.proxy_protocol import encode_local
 
 MAX_STATUS_LINE = 1024
 
@@ -37,10 +37,8 @@ async def check_once(backend: Backend, config: PoolConfig, health: HealthCheckCo
             reader, writer = await asyncio.open_connection(
                 backend.host, backend.port, ssl=context, server_hostname=backend.host if context else None
             )
-            if config.send_proxy == "v2":
-                writer.write(encode_v2(None, None))
-            elif config.send_proxy == "v1":
-                writer.write(b"PROXY UNKNOWN\r\n")
+            if config.send_proxy is not None:
+                writer.write(encode_local(config.send_proxy))
             if health.type == "tcp":
                 return True, "connected"
             host = health.host or backend.key

@@ -229,6 +229,11 @@ def _parse_tlvs(data: bytes) -> tuple[tuple[int, bytes], ...]:
 # -- encoding --
 
 
+def encode_local(version: str) -> bytes:
+    """A header for a connection of the proxy's own (health checks): v2 LOCAL or v1 UNKNOWN."""
+    return encode_v2(None, None) if version == "v2" else b"PROXY UNKNOWN\r\n"
+
+
 def encode_v1(source: Endpoint, destination: Endpoint) -> bytes:
     """A "PROXY TCP4|TCP6" line; both addresses must be of one family."""
     source_ip, destination_ip = _one_family(source[0], destination[0])
