@@ -33,6 +33,7 @@ from lanner.record.retention import Retention
 from lanner.record.sqlite import SqliteStore
 from lanner.record.writer import WriterProcess
 from lanner.route.auth import Authenticator
+from lanner.route.params import ParamRules
 from lanner.route.reverse import ReverseRoutes
 from lanner.route.rules import Router
 from lanner.tls.ca import CaError, CertificateAuthority
@@ -40,6 +41,7 @@ from lanner.tls.leaves import LeafIssuer
 from lanner.tls.policy import Interception
 from lanner.tls.sni_certs import CertificateError, SniCertificates
 from lanner.upstream.registry import Upstreams
+from lanner.upstream.vendors import Vendors
 
 log = logging.getLogger("lanner")
 
@@ -84,7 +86,7 @@ class Gateway:
         self.services = Services(
             router=Router(config.rules, own),
             resolver=Resolver(config.dns_cache_ttl),
-            auth=Authenticator(config.users, required=bool(config.users)),
+            auth=Authenticator(config.users, required=bool(config.users), params=_param_rules(config)),
             log_connections=config.log.connections,
             worker=worker,
             splice_after_bytes=config.splice_after_bytes,
@@ -93,6 +95,8 @@ class Gateway:
             self.services.interception = _interception(config)
         if config.pools:
             self.services.upstreams = Upstreams(config.pools)
+        if config.vendors.providers:
+            self.services.vendors = Vendors(config.vendors)
         self.retention: Retention | None = None
         if config.record.enabled:
             path = config.store_path
@@ -108,6 +112,8 @@ class Gateway:
             self.retention.start()
         if self.services.upstreams is not None:
             self.services.upstreams.start()
+        if self.services.vendors is not None:
+            self.services.vendors.start()
         reuse_port = self.config.workers > 1
         for listener_config in self.config.listeners:
             runtime = ListenerRuntime(
@@ -155,6 +161,8 @@ class Gateway:
                 conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
         if self.services.upstreams is not None:
             self.services.upstreams.stop()
+        if self.services.vendors is not None:
+            await self.services.vendors.stop()
         await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
         logs.flush()
         if self.retention is not None:
@@ -182,13 +190,30 @@ class Gateway:
             return
         if upstreams is not None:
             upstreams.reconfigure(config.pools)
+        if not self._reload_vendors(config):
+            return
         by_name = {listener.name: listener for listener in config.listeners}
         for runtime in self.listeners:
             new = by_name.get(runtime.name)
             if new is not None and new.type == runtime.config.type == "reverse":
                 runtime.reverse_routes = ReverseRoutes([r for r in new.routes if isinstance(r, ReverseRoute)])
         ignored = _needs_restart(self.config, config)
-        log.info("config reloaded", extra={"fields": {"pools": len(config.pools), "needs_restart": ignored}})
+        fields = {
+            "pools": len(config.pools),
+            "providers": len(config.vendors.providers),
+            "needs_restart": ignored,
+        }
+        log.info("config reloaded", extra={"fields": fields})
+
+    def _reload_vendors(self, config: Config) -> bool:
+        vendors = self.services.vendors
+        if config.vendors.providers and vendors is None:
+            log.error("config not reloaded: providers were added to a process started without them (restart)")
+            return False
+        if vendors is not None:
+            vendors.reconfigure(config.vendors)
+        self.services.auth.params = _param_rules(config)
+        return True
 
     def _live(self) -> int:
         return sum(len(runtime.live) for runtime in self.listeners)
@@ -219,6 +244,12 @@ def _needs_restart(running: Config, loaded: Config) -> str | None:
     if strip != [listener.model_copy(update={"routes": []}) for listener in loaded.listeners]:
         changed.append("listeners")
     return ", ".join(changed) or None
+
+
+def _param_rules(config: Config) -> ParamRules:
+    vendors = config.vendors
+    pools = [pool.name for pool in vendors.all_pools]
+    return ParamRules(pools, [provider.name for provider in vendors.providers], vendors.max_ttl)
 
 
 def _interception(config: Config) -> Interception:

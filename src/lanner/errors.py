@@ -59,6 +59,8 @@ class GatewayError(Exception):
     outcome: Outcome = Outcome.ERROR
     socks5_reply: int = S5_GENERAL_FAILURE
     http_status: int = 502
+    public: str | None = None  # what the client is told where the detail must stay private
+    proxy_status: str | None = None  # RFC 9209 error type, sent in a Proxy-Status header
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.outcome.value)
@@ -165,3 +167,44 @@ class Unsupported(GatewayError):
     outcome = Outcome.UNSUPPORTED
     socks5_reply = S5_CMD_NOT_SUPPORTED
     http_status = 501
+
+
+# Upstream proxy vendors: the client sees these generic answers only, never the vendor's words
+# (its status text, body, headers, host or address stay in the detail, for the log and the record).
+
+
+class VendorUnavailable(GatewayError):
+    """No provider could take the tunnel: none serves the asked geo, breakers open, limits full."""
+
+    outcome = Outcome.UNAVAILABLE
+    http_status = 503
+    public = "no upstream proxy is available"
+    proxy_status = "destination_unavailable"
+
+
+class VendorFailed(GatewayError):
+    """Every provider tried failed its handshake (refused, reset, answered nonsense)."""
+
+    outcome = Outcome.UPSTREAM_ERROR
+    http_status = 502
+    public = "the upstream proxy failed"
+    proxy_status = "connection_terminated"
+
+
+class VendorTimeout(GatewayError):
+    """The providers tried did not finish their handshakes in time."""
+
+    outcome = Outcome.TIMEOUT
+    http_status = 502
+    public = "the upstream proxy did not answer in time"
+    proxy_status = "connection_timeout"
+
+
+class VendorTargetFailed(GatewayError):
+    """The provider reached its exit but the destination refused or could not be reached."""
+
+    outcome = Outcome.UNREACHABLE
+    socks5_reply = S5_HOST_UNREACHABLE
+    http_status = 502
+    public = "the destination could not be reached"
+    proxy_status = "connection_refused"

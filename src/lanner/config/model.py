@@ -25,6 +25,7 @@ from lanner.config.types import (
     split_hostport,
 )
 from lanner.config.types import Frozen as _Frozen
+from lanner.config.vendors import VendorsConfig
 
 __all__ = ["DEFAULT_BIND", "parse_duration", "parse_size", "split_hostport"]  # re-exported
 
@@ -204,6 +205,9 @@ class ListenerConfig(_Frozen):
     target_verify: bool = Field(True, description="tls listener: verify the target's certificate")
     target_ca_file: str | None = Field(None, description="tls listener: extra CAs trusted for the target")
     via: bool = Field(False, description="add a Via header to forwarded HTTP requests")
+    upstream_pool: str | None = Field(
+        None, description="forward listener: tunnel through this vendor pool (default: connect directly)"
+    )
     analyze: Analyze | None = Field(
         None, description="parse and record traffic: forward default http (plain HTTP), tcp default none"
     )
@@ -233,6 +237,8 @@ class ListenerConfig(_Frozen):
                 raise ValueError("at most one certificate may be the default")
         elif self.certificates and self.type != "reverse":
             raise ValueError("certificates apply to tls and reverse listeners only")
+        if self.upstream_pool is not None and self.type != "forward":
+            raise ValueError("upstream_pool applies to forward listeners only")
         return self
 
 
@@ -257,6 +263,9 @@ class Config(_Frozen):
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
     intercept: list[InterceptRule] = Field(default_factory=list, description="tunnels to open up (MITM)")
     pools: list[PoolConfig] = Field(default_factory=list, description="backend pools of reverse listeners")
+    vendors: VendorsConfig = Field(
+        default_factory=lambda: VendorsConfig(), description="upstream proxy vendors (aggregation)"
+    )
     tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
     splice_after_bytes: int = Field(
         1024 * 1024,
@@ -279,6 +288,11 @@ class Config(_Frozen):
             for route in listener.routes:
                 if isinstance(route, ReverseRoute) and route.pool not in pool_names:
                     raise ValueError(f"listener {listener.name!r}: a route names unknown pool {route.pool!r}")
+        vendor_pools = {pool.name for pool in self.vendors.all_pools}
+        for listener in self.listeners:
+            if listener.upstream_pool is not None and listener.upstream_pool not in vendor_pools:
+                pool = listener.upstream_pool
+                raise ValueError(f"listener {listener.name!r}: no vendor pool {pool!r}")
         named: list[Rule | InterceptRule] = [*self.rules, *self.intercept]
         for rule in named:
             unknown = set(rule.listeners) - set(listener_names)

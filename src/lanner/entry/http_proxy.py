@@ -217,14 +217,15 @@ class HttpProxySession(EntryProtocol):
         return upstream is not None and upstream.key == key and not upstream.transport.is_closing()
 
     def authenticate(self, head: RequestHead) -> str | None:
-        if not self.listener.auth_required:
-            return None
         credentials = header_value(head.headers, b"proxy-authorization")
+        if credentials is None and not self.listener.auth_required:
+            return None
         if credentials is None or credentials != self.last_auth:
-            account, presented = self.listener.services.auth.verify_basic(credentials)
+            identity = self.listener.services.auth.identify_basic(credentials, self.listener.auth_required)
             self.last_auth = credentials
-            self.conn.user = presented
-            self.conn.account = account
+            self.conn.user = identity.presented
+            self.conn.account = identity.account
+            self.conn.params = identity.params
         return self.conn.account
 
     async def connect(self, key: UpstreamKey) -> HttpUpstream:
@@ -501,7 +502,9 @@ class HttpProxySession(EntryProtocol):
 
     def refuse_gateway(self, exc: GatewayError) -> None:
         extra = _PROXY_AUTHENTICATE if isinstance(exc, AuthFailed) else []
-        detail = "proxy authentication required" if isinstance(exc, AuthFailed) else exc.detail
+        if exc.proxy_status is not None:  # RFC 9209 section 2
+            extra = [(b"Proxy-Status", b"lanner; error=" + exc.proxy_status.encode())]
+        detail = "proxy authentication required" if isinstance(exc, AuthFailed) else exc.public or exc.detail
         self.refuse(exc.http_status, detail, exc.outcome, extra, log_detail=exc.detail)
 
     def refuse(

@@ -74,15 +74,16 @@ class SocksEntry(EntryProtocol):
 
     def _check_credentials(self, event: socks.CredentialsReceived) -> None:
         self.conn.user = event.username
-        if not self.listener.auth_required:
-            self.transport.write(self.parser.auth_result(True))
-            return
         try:
-            self.conn.account = self.listener.services.auth.verify(event.username, event.password)
+            identity = self.listener.services.auth.identify(
+                event.username, event.password, self.listener.auth_required
+            )
         except AuthFailed as exc:
             self.transport.write(self.parser.auth_result(False))
             self._fail(exc.outcome, exc.detail)
             return
+        self.conn.account = identity.account
+        self.conn.params = identity.params
         self.transport.write(self.parser.auth_result(True))
 
     def _requested_v5(self, event: socks.Socks5Requested) -> None:
@@ -100,13 +101,14 @@ class SocksEntry(EntryProtocol):
         self.conn.protocol = "socks4a" if is_name else "socks4"
         self.conn.user = event.userid or None
         self._request_received()
-        if self.listener.auth_required:
-            try:
-                self.conn.account = self.listener.services.auth.verify_socks4(event.userid)
-            except AuthFailed as exc:
-                self.transport.write(socks.socks4_reply(S4_REJECTED))
-                self._fail(exc.outcome, exc.detail)
-                return
+        try:
+            identity = self.listener.services.auth.identify_socks4(event.userid, self.listener.auth_required)
+        except AuthFailed as exc:
+            self.transport.write(socks.socks4_reply(S4_REJECTED))
+            self._fail(exc.outcome, exc.detail)
+            return
+        self.conn.account = identity.account
+        self.conn.params = identity.params
         if event.command != socks.CMD_CONNECT:
             self.transport.write(socks.socks4_reply(S4_REJECTED))
             self._fail(Outcome.UNSUPPORTED, f"SOCKS4 command {event.command}")

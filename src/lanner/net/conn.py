@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lanner import logs
 from lanner.errors import Outcome
+from lanner.route.params import NO_PARAMS, RouteParams
 
 if TYPE_CHECKING:
     from lanner.net.listener import ListenerRuntime
@@ -30,6 +31,7 @@ class Conn:
         "protocol",
         "user",
         "account",
+        "params",
         "dest",
         "sni",
         "up",
@@ -55,6 +57,7 @@ class Conn:
         self.protocol = "-"
         self.user: str | None = None  # the username as presented (may carry routing parameters)
         self.account: str | None = None  # the verified account it names: what rules match
+        self.params: RouteParams = NO_PARAMS  # routing parameters the username carried
         self.dest: str | None = None
         self.sni: str | None = None  # the TLS server name a tunnel's first bytes carried
         self.up = 0  # bytes client -> upstream

@@ -25,6 +25,7 @@ from lanner.errors import (
     NetUnreachable,
     UpstreamFailed,
 )
+from lanner.route.auth import user_name
 from lanner.route.rules import Verdict
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
     verdict = router.check(listener.name, conn.account, host, port, None, client_address(conn))
     if verdict is Verdict.DENY:
         raise Denied(f"a rule denies {conn.dest}")
+    pool = conn.params.pool or listener.config.upstream_pool
+    if pool is not None and services.vendors is not None:
+        return await _dial_via_vendor(conn, pool, host, port, factory, verdict)
     loop = asyncio.get_running_loop()
     with map_dial_errors(host, port):
         async with asyncio.timeout(listener.limits.connect_timeout):
@@ -80,6 +84,22 @@ async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tu
                 return transport, protocol
             assert failure is not None
             raise failure
+
+
+async def _dial_via_vendor(
+    conn: Conn, pool: str, host: str, port: int, factory: Callable[[], P], verdict: Verdict
+) -> tuple[asyncio.Transport, P]:
+    """Through an upstream proxy vendor: the vendor resolves the name; rules on addresses still hold."""
+    services = conn.listener.services
+    assert services.vendors is not None
+    if verdict is Verdict.NEED_ADDRESS:
+        with map_dial_errors(host, port):
+            async with asyncio.timeout(conn.listener.limits.connect_timeout):
+                addresses = await services.resolver.resolve(host)
+        if not all(_address_allowed(conn, host, port, address, verdict) for address in addresses):
+            raise Denied(f"a rule denies an address of {conn.dest}")
+    user = conn.account or user_name(conn.user or "")
+    return await services.vendors.dial(pool, user, conn.params, host, port, factory, conn.note)
 
 
 def client_address(conn: Conn) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from lanner.tls.policy import Interception
     from lanner.tls.sni_certs import SniCertificates
     from lanner.upstream.registry import Upstreams
+    from lanner.upstream.vendors import Vendors
 
 log = logging.getLogger("lanner")
 
@@ -49,6 +50,7 @@ class Services:
     recorder: Recorder | None = None  # see lanner.record.recorder
     interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
     upstreams: Upstreams | None = None  # see lanner.upstream.registry; None: no pools
+    vendors: Vendors | None = None  # see lanner.upstream.vendors; None: no providers
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 

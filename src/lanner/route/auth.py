@@ -1,8 +1,10 @@
 """Checking client credentials against the configured users.
 
 The username a client presents is kept whole on the connection (it may carry
-routing parameters, `alice_country-us`); `user_name` is the part that names
-the account.
+routing parameters, `alice_country-us`, see `route.params`); `user_name` is
+the part that names the account. `identify*` check the credentials (when the
+listener requires them) and the parameters (always) in one step, so a bad
+parameter is refused exactly like a bad password.
 """
 
 from __future__ import annotations
@@ -11,11 +13,20 @@ import base64
 import binascii
 import hmac
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from lanner.config.model import User
 from lanner.errors import AuthFailed
+from lanner.route.params import NO_PARAMS, SEPARATOR, ParamRules, RouteParams
 
-PARAM_SEPARATOR = "_"
+PARAM_SEPARATOR = SEPARATOR
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    account: str | None  # the verified account (None where no credentials are required)
+    presented: str | None  # the username as the client wrote it
+    params: RouteParams
 
 
 def user_name(username: str) -> str:
@@ -24,9 +35,30 @@ def user_name(username: str) -> str:
 
 
 class Authenticator:
-    def __init__(self, users: Iterable[User], required: bool) -> None:
+    def __init__(self, users: Iterable[User], required: bool, params: ParamRules | None = None) -> None:
         self._users = {user.name: user for user in users}
         self.required = required
+        self.params = params or ParamRules((), (), 86400.0)
+
+    def identify(self, username: str, password: str, required: bool) -> Identity:
+        account = self.verify(username, password) if required else None
+        return Identity(account, username, self._params(username, account))
+
+    def identify_socks4(self, userid: str, required: bool) -> Identity:
+        account = self.verify_socks4(userid) if required else None
+        return Identity(account, userid or None, self._params(userid, account))
+
+    def identify_basic(self, header: bytes | None, required: bool) -> Identity:
+        if header is None and not required:
+            return Identity(None, None, NO_PARAMS)
+        username, password = _decode_basic(header)
+        return self.identify(username, password, required)
+
+    def _params(self, presented: str, account: str | None) -> RouteParams:
+        if not presented:
+            return NO_PARAMS
+        name = account if account is not None and presented.startswith(account) else user_name(presented)
+        return self.params.parse(presented, len(name))
 
     def verify(self, username: str, password: str) -> str:
         """The account name if the credentials are good; raises AuthFailed otherwise."""
@@ -44,18 +76,19 @@ class Authenticator:
             raise AuthFailed(f"SOCKS4 userid {userid!r} may not identify alone")
         return user.name
 
-    def verify_basic(self, header: bytes | None) -> tuple[str, str]:
-        """(account, presented username) from a Proxy-Authorization value."""
-        if header is None:
-            raise AuthFailed("no Proxy-Authorization")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"basic":
-            raise AuthFailed("Proxy-Authorization is not Basic")
-        try:
-            decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
-            raise AuthFailed("malformed Basic credentials") from exc
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            raise AuthFailed("malformed Basic credentials")
-        return self.verify(username, password), username
+
+def _decode_basic(header: bytes | None) -> tuple[str, str]:
+    """(username, password) from a Proxy-Authorization value."""
+    if header is None:
+        raise AuthFailed("no Proxy-Authorization")
+    scheme, _, token = header.partition(b" ")
+    if scheme.lower() != b"basic":
+        raise AuthFailed("Proxy-Authorization is not Basic")
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise AuthFailed("malformed Basic credentials") from exc
+    username, sep, password = decoded.partition(":")
+    if not sep:
+        raise AuthFailed("malformed Basic credentials")
+    return username, password

@@ -1,0 +1,382 @@
+"""Tunnels through vendor pools: choose a provider, render its credentials, fail over, stay sticky.
+
+Order of providers for one tunnel:
+- with a client session: the session's pin (after an earlier failover) first,
+  then the pool's providers by weighted rendezvous hash of the session key --
+  every worker and node computes the same order without talking;
+- without one: a weighted random order.
+Providers that cannot carry the asked geo, or whose breaker is open, whose
+ban (from another node) runs, or that are at their limits, are skipped.
+
+Each attempt completes the vendor's handshake before anything is answered.
+A refusal is classified by the provider's error table into an action:
+`auth` opens its breaker at once (and warns), `session_gone` rotates the vendor
+session and retries once, `no_exit` fails over without blame, `target` is the
+destination's failure and ends the attempts, `failure` counts towards the
+breaker and fails over. The client is told only a generic `Vendor*` error;
+what each vendor said goes to the log line and the connection record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import random
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from lanner.config.vendors import VendorPoolConfig, VendorsConfig
+from lanner.errors import VendorFailed, VendorTargetFailed, VendorTimeout, VendorUnavailable
+from lanner.net.tasks import spawn
+from lanner.route.params import RouteParams
+from lanner.upstream.handshake import HandshakeBroken, make_client, open_tunnel
+from lanner.upstream.providers import BreakerState, Provider
+from lanner.upstream.state import SessionRecord, SessionState
+from lanner.upstream.templates import vendor_session_id
+from lanner.wire.proxy_client import Refused
+
+P = TypeVar("P", bound=asyncio.BaseProtocol)
+
+log = logging.getLogger("lanner")
+
+_MAINTENANCE_INTERVAL = 1.0
+
+
+@dataclass(slots=True)
+class Session:
+    """A client's sticky session in its current period."""
+
+    key: str  # account, session id and period: what state is kept under
+    hash_key: bytes  # what rendezvous hashing orders providers by
+    user: str
+    client_id: str
+    period: int
+    ttl: float
+    record: SessionRecord
+
+
+@dataclass(slots=True)
+class Attempt:
+    provider: Provider
+    failure: str = ""
+    timed_out: bool = False
+    skipped: bool = False  # never reached the vendor (breaker, ban, limit)
+
+
+class VendorPool:
+    def __init__(self, config: VendorPoolConfig, providers: list[Provider]) -> None:
+        self.config = config
+        self.name = config.name
+        self.providers = providers
+
+
+class Vendors:
+    """Every provider and vendor pool, with the session state they share."""
+
+    def __init__(self, config: VendorsConfig, rng: random.Random | None = None) -> None:
+        self.providers: dict[str, Provider] = {}
+        self.pools: dict[str, VendorPool] = {}
+        self.state = SessionState(config.state, config.state_timeout)
+        self.rng = rng or random.Random()
+        self._maintenance: asyncio.Task[None] | None = None
+        self._probing: set[str] = set()
+        self.config = config
+        self.reconfigure(config)
+
+    def reconfigure(self, config: VendorsConfig) -> None:
+        """Apply a reloaded config: unchanged providers keep their breakers; tunnels open stay open."""
+        if config.state != self.config.state or config.state_timeout != self.config.state_timeout:
+            old_state, self.state = self.state, SessionState(config.state, config.state_timeout)
+            spawn(old_state.close(), name="vendors-state-close")
+        self.config = config
+        self.secret = config.session_secret.encode()
+        kept = self.providers
+        self.providers = {}
+        for item in config.providers:
+            previous = kept.get(item.name)
+            provider = previous if previous is not None and previous.config == item else Provider(item)
+            provider.traffic_probes = config.check_target is None  # else only probes test a half-open one
+            self.providers[item.name] = provider
+        self.pools = {
+            pool.name: VendorPool(pool, [self.providers[name] for name in pool.providers])
+            for pool in config.all_pools
+        }
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        self._maintenance = spawn(self._maintain(), name="vendors-maintenance")
+
+    async def stop(self) -> None:
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        await self.state.close()
+
+    async def _maintain(self) -> None:
+        while True:
+            await asyncio.sleep(_MAINTENANCE_INTERVAL)
+            self.state.local.prune(time.time())
+            now = time.monotonic()
+            for name, left in (await self.state.bans(list(self.providers))).items():
+                self.providers[name].banned_until = now + left
+            if self.config.check_target is not None:
+                for provider in self.providers.values():
+                    self._probe_if_half_open(provider, now)
+
+    def describe(self) -> list[dict[str, object]]:
+        return [provider.describe() for provider in self.providers.values()]
+
+    # -- one tunnel --
+
+    async def dial(
+        self,
+        pool_name: str,
+        user: str,
+        params: RouteParams,
+        host: str,
+        port: int,
+        factory: Callable[[], P],
+        note: Callable[[str, object], None],
+    ) -> tuple[asyncio.Transport, P]:
+        """A tunnel to host:port through `pool_name`, or a `Vendor*` error for the client."""
+        pool = self.pools[params.pool or pool_name]
+        session = await self._session(pool, user, params) if params.session else None
+        order = self._order(pool, params, session)
+        attempts: list[Attempt] = []
+        rotated = False
+        index = 0
+        while index < len(order) and len(attempts) < pool.config.attempts:
+            provider = order[index]
+            now = time.monotonic()
+            why_not = (
+                provider.unavailable(now) or provider.over_rate(now) or await self._shared_rate(provider)
+            )
+            if why_not is not None:
+                attempts.append(Attempt(provider, why_not, skipped=True))
+                index += 1
+                continue
+            attempt = Attempt(provider)
+            attempts.append(attempt)
+            result = await self._try(provider, params, session, user, host, port, factory, attempt)
+            if result is None:  # no answer, or a broken one: already counted against the provider
+                index += 1
+                continue
+            if not isinstance(result, Refused):
+                await self._served(provider, session, order, note)
+                return result
+            action = _action(provider, result)
+            if action == "session_gone" and session is not None and not rotated:
+                rotated = True
+                await self.state.rotate(session.key, session.record)
+                note("vendor_session_rotated", provider.name)
+                continue  # the same provider, with a new vendor session
+            self._blame(provider, action, attempt.failure)
+            if action == "target":
+                _note_attempts(note, attempts)
+                raise VendorTargetFailed(f"{provider.name}: {attempt.failure}")
+            index += 1
+        _note_attempts(note, attempts)
+        raise _failure(pool, params, attempts)
+
+    async def _try(
+        self,
+        provider: Provider,
+        params: RouteParams,
+        session: Session | None,
+        user: str,
+        host: str,
+        port: int,
+        factory: Callable[[], P],
+        attempt: Attempt,
+    ) -> tuple[asyncio.Transport, P] | Refused | None:
+        """The tunnel, the vendor's refusal, or None when it failed to answer (counted here)."""
+        breaker = provider.breaker
+        if breaker.state is BreakerState.HALF_OPEN:
+            breaker.probe_started()
+        username, password = self._credentials(provider, params, session, user)
+        client = make_client(provider.config.protocol, host, port, username, password)
+        endpoint = provider.endpoint()
+        provider.handshakes += 1
+        try:
+            async with asyncio.timeout(provider.config.handshake_timeout):
+                result = await open_tunnel(endpoint, client, factory)
+        except TimeoutError:
+            attempt.failure = f"no answer from {endpoint[0]}:{endpoint[1]} in time"
+            attempt.timed_out = True
+        except (OSError, HandshakeBroken) as exc:
+            attempt.failure = f"{endpoint[0]}:{endpoint[1]}: {exc}"
+        else:
+            if isinstance(result, Refused):
+                attempt.failure = _describe_refusal(result)
+                return result
+            provider.breaker.succeeded(time.monotonic())
+            provider.opened(result[0])
+            return result
+        self._blame(provider, "failure", attempt.failure)
+        return None
+
+    def _credentials(
+        self, provider: Provider, params: RouteParams, session: Session | None, user: str
+    ) -> tuple[str | None, str | None]:
+        credentials = provider.credentials
+        vendor_session: str | None = None
+        ttl = 0.0
+        if session is not None:
+            generation = str(session.record.generation)
+            parts = (provider.name, session.user, session.client_id, str(session.period), generation)
+            vendor_session = vendor_session_id(self.secret, parts, provider.config.session)
+            ttl = session.ttl
+        elif "session" in credentials.required:  # the vendor insists on one: a fresh one per tunnel
+            vendor_session = vendor_session_id(self.secret, (secrets.token_hex(8),), provider.config.session)
+            ttl = provider.config.ttl.min
+        values = credentials.values(user, params, vendor_session, ttl)
+        return credentials.render(values)
+
+    def _blame(self, provider: Provider, action: str, failure: str) -> None:
+        now = time.monotonic()
+        if action == "auth":
+            provider.failures += 1
+            provider.breaker.trip(now, f"the vendor refused lanner's account: {failure}")
+            spawn(self.state.ban(provider.name, provider.breaker.reopen_at - now), name="vendors-ban")
+        elif action in ("failure", "session_gone"):
+            provider.failures += 1
+            was_open = provider.breaker.state is BreakerState.OPEN
+            provider.breaker.failed(now, failure)
+            if not was_open and provider.breaker.state is BreakerState.OPEN:
+                spawn(self.state.ban(provider.name, provider.breaker.reopen_at - now), name="vendors-ban")
+
+    async def _served(
+        self,
+        provider: Provider,
+        session: Session | None,
+        order: list[Provider],
+        note: Callable[[str, object], None],
+    ) -> None:
+        note("provider", provider.name)
+        if session is not None and provider is not order[0]:  # failed over: the session moves with it
+            await self.state.pin(session.key, session.record, provider.name)
+            note("pinned", provider.name)
+
+    # -- sessions and order --
+
+    async def _session(self, pool: VendorPool, user: str, params: RouteParams) -> Session:
+        assert params.session is not None
+        ttl = params.ttl or pool.config.session_ttl
+        identity = f"{user}\0{params.session}"
+        hash_key = hashlib.blake2b(identity.encode(), digest_size=16).digest()
+        # Periods start at a per-session phase, so sessions do not all rotate at once.
+        phase = int.from_bytes(hash_key[:8], "big") % max(1, int(ttl * 1000)) / 1000
+        now = time.time()
+        period = int((now + phase) // ttl)
+        expires = (period + 1) * ttl - phase
+        key = f"{pool.name}\0{identity}\0{ttl:g}\0{period}"
+        record = await self.state.session(key, expires)
+        return Session(key, hash_key, user, params.session, period, ttl, record)
+
+    def _order(self, pool: VendorPool, params: RouteParams, session: Session | None) -> list[Provider]:
+        candidates = [
+            provider
+            for provider in pool.providers
+            if provider.credentials.serves(params) and params.provider in (None, provider.name)
+        ]
+        if not candidates:
+            raise VendorUnavailable(f"no provider of pool {pool.name!r} serves {_asked(params)}")
+        if session is None:
+            return _weighted_shuffle(candidates, self.rng)
+        ordered = sorted(candidates, key=lambda provider: _score(session.hash_key, provider), reverse=True)
+        pinned = session.record.pinned
+        if pinned is not None:
+            ordered.sort(key=lambda provider: provider.name != pinned)  # stable: the pin first
+        return ordered
+
+    async def _shared_rate(self, provider: Provider) -> str | None:
+        limit = provider.config.requests_per_second
+        if limit is None or not self.state.shared:
+            return None
+        count = await self.state.count(provider.name, int(time.time()))
+        if count is not None and count > limit:
+            return f"{provider.name}: over {limit:g} tunnels/s across nodes"
+        return None
+
+    # -- half-open probes --
+
+    def _probe_if_half_open(self, provider: Provider, now: float) -> None:
+        breaker = provider.breaker
+        if provider.name in self._probing or not (
+            breaker.state is BreakerState.HALF_OPEN
+            or (breaker.state is BreakerState.OPEN and now >= breaker.reopen_at)
+        ):
+            return
+        if not breaker.allows(now):
+            return
+        breaker.probe_started()
+        self._probing.add(provider.name)
+        spawn(self._probe(provider), name=f"vendors-probe-{provider.name}")
+
+    async def _probe(self, provider: Provider) -> None:
+        assert self.config.check_target is not None
+        host, _, port = self.config.check_target.rpartition(":")
+        host = host.strip("[]")
+        attempt = Attempt(provider)
+        try:
+            result = await self._try(
+                provider, RouteParams(), None, "", host, int(port), asyncio.Protocol, attempt
+            )
+            if isinstance(result, Refused):
+                self._blame(provider, "failure", attempt.failure)
+            elif result is not None:
+                result[0].close()
+                log.info("provider probe passed", extra={"fields": {"provider": provider.name}})
+        finally:
+            self._probing.discard(provider.name)
+
+
+def _action(provider: Provider, refused: Refused) -> str:
+    if refused.stage == "auth":
+        return "auth"
+    if refused.socks_code is not None:
+        return provider.config.action_for_socks(refused.socks_code)
+    return provider.config.action_for_status(refused.status)
+
+
+def _describe_refusal(refused: Refused) -> str:
+    if refused.socks_code is not None:
+        return f"SOCKS5 {refused.stage} refused: {refused.socks_code:#04x} {refused.reason}"
+    headers = "; ".join(f"{name}: {value}" for name, value in refused.headers)
+    body = refused.body[:200].decode("utf-8", "replace")
+    return f"HTTP {refused.status} {refused.reason} [{headers}] {body!r}"
+
+
+def _score(hash_key: bytes, provider: Provider) -> float:
+    """Weighted rendezvous score: -weight / ln(u), u uniform in (0, 1) from the key and provider."""
+    digest = hashlib.blake2b(provider.name.encode(), key=hash_key, digest_size=8).digest()
+    unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)
+    return -provider.config.weight / math.log(unit)
+
+
+def _weighted_shuffle(providers: list[Provider], rng: random.Random) -> list[Provider]:
+    return sorted(providers, key=lambda provider: rng.random() ** (1 / provider.config.weight), reverse=True)
+
+
+def _asked(params: RouteParams) -> str:
+    asked = {**params.geo, **({"provider": params.provider} if params.provider else {})}
+    return ", ".join(f"{key}={value}" for key, value in asked.items()) or "any geo"
+
+
+def _note_attempts(note: Callable[[str, object], None], attempts: list[Attempt]) -> None:
+    note("vendor_attempts", " | ".join(f"{a.provider.name}: {a.failure or 'ok'}" for a in attempts))
+
+
+def _failure(pool: VendorPool, params: RouteParams, attempts: list[Attempt]) -> Exception:
+    tried = [attempt for attempt in attempts if not attempt.skipped]
+    detail = "; ".join(f"{attempt.provider.name}: {attempt.failure}" for attempt in attempts)
+    if not tried:
+        return VendorUnavailable(f"pool {pool.name!r} ({_asked(params)}): {detail or 'no provider'}")
+    if all(attempt.timed_out for attempt in tried):
+        return VendorTimeout(f"pool {pool.name!r}: {detail}")
+    return VendorFailed(f"pool {pool.name!r}: {detail}")
