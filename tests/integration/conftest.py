@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import re
@@ -21,6 +22,7 @@ import yaml
 
 from tests.integration.backends import BackendProcess
 from tests.integration.servers import Origin, TcpEcho, UdpEcho, WsEcho, free_port
+from tests.integration.vendors import FakeVendor
 
 STARTUP_TIMEOUT = 20.0
 
@@ -35,6 +37,7 @@ class LannerProcess:
         args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
     ) -> None:
+        config = copy.deepcopy(config)  # the caller may start several nodes from one dict
         self.config = config
         # Each lanner records into a store of its own inside the test's directory.
         config.setdefault("data_dir", str(workdir / f"data-{id(self)}"))
@@ -224,3 +227,18 @@ def start_backend() -> Iterator[Any]:
     yield start
     for backend in started:
         backend.stop()
+
+
+@pytest.fixture
+def start_vendor() -> Iterator[Any]:
+    """Start fake upstream proxy vendors (tests/integration/fake_vendor.py); stopped after the test."""
+    started: list[FakeVendor] = []
+
+    def start(name: str = "fakevendor", **settings: Any) -> FakeVendor:
+        vendor = FakeVendor(name, **settings)
+        started.append(vendor)
+        return vendor
+
+    yield start
+    for vendor in started:
+        vendor.stop()

@@ -57,12 +57,14 @@ class Authenticator:
     def _params(self, presented: str, account: str | None) -> RouteParams:
         if not presented:
             return NO_PARAMS
-        name = account if account is not None and presented.startswith(account) else user_name(presented)
+        name = (
+            account if account is not None and presented.startswith(account) else self._account_of(presented)
+        )
         return self.params.parse(presented, len(name))
 
     def verify(self, username: str, password: str) -> str:
         """The account name if the credentials are good; raises AuthFailed otherwise."""
-        name = username if username in self._users else user_name(username)
+        name = self._account_of(username)
         user = self._users.get(name)
         # Compare even for an unknown user so timing does not reveal which names exist.
         expected = user.password if user else "\0unknown"
@@ -70,8 +72,19 @@ class Authenticator:
             raise AuthFailed(f"bad credentials for {username!r}")
         return name
 
+    def _account_of(self, username: str) -> str:
+        """The longest configured account name the username starts with (before a separator)."""
+        if username in self._users:
+            return username
+        end = username.rfind(PARAM_SEPARATOR)
+        while end > 0:
+            if username[:end] in self._users:
+                return username[:end]
+            end = username.rfind(PARAM_SEPARATOR, 0, end)
+        return user_name(username)
+
     def verify_socks4(self, userid: str) -> str:
-        user = self._users.get(userid) or self._users.get(user_name(userid))
+        user = self._users.get(self._account_of(userid))
         if user is None or not user.socks4:
             raise AuthFailed(f"SOCKS4 userid {userid!r} may not identify alone")
         return user.name

@@ -56,10 +56,14 @@ class Breaker:
     def probe_started(self) -> None:
         self.probing = True
 
+    def probe_inconclusive(self) -> None:
+        """The probe ended saying nothing about the provider (no exit for the geo, cancelled)."""
+        self.probing = False
+
     def succeeded(self, now: float) -> None:
         self.consecutive = 0
         self._record(now, failed=False)
-        if self.state is not BreakerState.CLOSED:
+        if self.state is BreakerState.HALF_OPEN:  # only the probe closes it (a late success does not)
             self.state = BreakerState.CLOSED
             self.opened = 0
             self.probing = False
@@ -110,11 +114,12 @@ class RateLimit:
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.tokens = rate
+        self.burst = max(rate, 1.0)  # below one per second, a bucket of `rate` would never hold a token
+        self.tokens = self.burst
         self.updated = 0.0
 
     def take(self, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.updated) * self.rate)
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
         self.updated = now
         if self.tokens < 1:
             return False

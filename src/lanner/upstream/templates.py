@@ -45,11 +45,11 @@ class _Group:
 
 class CredentialTemplate:
     def __init__(self, template: str) -> None:
-        self.groups = [
-            _Group(text, tuple(_FIELD.findall(text)), optional=optional is not None)
-            for optional, plain in _PART.findall(template)
-            for text in [optional or plain]
-        ]
+        self.groups = []
+        for part in _PART.finditer(template):
+            optional = part.group(1) is not None
+            text = part.group(1) if optional else part.group(2)
+            self.groups.append(_Group(text, tuple(_FIELD.findall(text)), optional))
         self.fields = frozenset(field for group in self.groups for field in group.fields)
         self.required = frozenset(
             field for group in self.groups if not group.optional for field in group.fields

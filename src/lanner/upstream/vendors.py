@@ -152,10 +152,9 @@ class Vendors:
         index = 0
         while index < len(order) and len(attempts) < pool.config.attempts:
             provider = order[index]
-            now = time.monotonic()
-            why_not = (
-                provider.unavailable(now) or provider.over_rate(now) or await self._shared_rate(provider)
-            )
+            why_not = await self._shared_rate(provider)
+            now = time.monotonic()  # no await from here to the probe's start in _try: one probe at most
+            why_not = why_not or provider.unavailable(now) or provider.over_rate(now)
             if why_not is not None:
                 attempts.append(Attempt(provider, why_not, skipped=True))
                 index += 1
@@ -196,7 +195,8 @@ class Vendors:
     ) -> tuple[asyncio.Transport, P] | Refused | None:
         """The tunnel, the vendor's refusal, or None when it failed to answer (counted here)."""
         breaker = provider.breaker
-        if breaker.state is BreakerState.HALF_OPEN:
+        probe = breaker.state is BreakerState.HALF_OPEN
+        if probe:
             breaker.probe_started()
         username, password = self._credentials(provider, params, session, user)
         client = make_client(provider.config.protocol, host, port, username, password)
@@ -205,6 +205,10 @@ class Vendors:
         try:
             async with asyncio.timeout(provider.config.handshake_timeout):
                 result = await open_tunnel(endpoint, client, factory)
+        except asyncio.CancelledError:
+            if probe:
+                breaker.probe_inconclusive()
+            raise
         except TimeoutError:
             attempt.failure = f"no answer from {endpoint[0]}:{endpoint[1]} in time"
             attempt.timed_out = True
@@ -243,6 +247,11 @@ class Vendors:
             provider.failures += 1
             provider.breaker.trip(now, f"the vendor refused lanner's account: {failure}")
             spawn(self.state.ban(provider.name, provider.breaker.reopen_at - now), name="vendors-ban")
+        elif action == "target":  # the vendor worked; the destination failed
+            provider.breaker.succeeded(now)
+        elif action == "no_exit":
+            if provider.breaker.state is BreakerState.HALF_OPEN:
+                provider.breaker.probe_inconclusive()
         elif action in ("failure", "session_gone"):
             provider.failures += 1
             was_open = provider.breaker.state is BreakerState.OPEN

@@ -31,16 +31,31 @@ def test_tcp_listener_target_is_used_without_a_host_header() -> None:
 
 def test_exchange_becomes_a_flow() -> None:
     analyzer = HttpAnalyzer()
-    analyzer.client_data(b"POST http://h.example/p?q=1 HTTP/1.1\r\nHost: h.example\r\nX-Name: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nhi", 1.0)
-    (exchange,) = analyzer.server_data(b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Bin: \xff\r\n\r\nok", 2.0)
+    analyzer.client_data(
+        b"POST http://h.example/p?q=1 HTTP/1.1\r\nHost: h.example\r\nX-Name: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nhi",
+        1.0,
+    )
+    (exchange,) = analyzer.server_data(
+        b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Bin: \xff\r\n\r\nok", 2.0
+    )
     record = flow(pack(exchange, ORIGIN))
     assert (record.method, record.host, record.port, record.path, record.status, record.reason) == (
-        "POST", "h.example", 80, "/p?q=1", 201, "Created"
+        "POST",
+        "h.example",
+        80,
+        "/p?q=1",
+        201,
+        "Created",
     )
     assert ("X-Name", "café") in record.request_headers
     assert ("X-Bin", "\\xff") in record.response_headers  # undecodable bytes are escaped, not lost
     assert record.request_body.data == b"hi" and record.response_body.data == b"ok"
-    assert (record.conn_uid, record.listener, record.client, record.user) == ("abc.1", "forward", "127.0.0.1:5000", "alice")
+    assert (record.conn_uid, record.listener, record.client, record.user) == (
+        "abc.1",
+        "forward",
+        "127.0.0.1:5000",
+        "alice",
+    )
     assert record.url == "http://h.example/p?q=1" and record.duration == 1.0
 
 

@@ -186,7 +186,11 @@ def test_websocket_messages_are_written_under_their_upgrade_and_read_back() -> N
     back = list(read_har(io.StringIO(out.getvalue())))
     assert len(back) == 4 and back[0].status == 101
     for original, restored in zip(messages, back[1:], strict=True):
-        assert (restored.proto, restored.method, restored.reason) == ("websocket", original.method, original.reason)
+        assert (restored.proto, restored.method, restored.reason) == (
+            "websocket",
+            original.method,
+            original.reason,
+        )
         assert restored.request_body.data == original.request_body.data
         assert restored.response_body.data == original.response_body.data
         assert restored.notes == original.notes and restored.conn_uid == "w.1" and restored.scheme == "wss"

@@ -93,10 +93,14 @@ def test_flows_reach_the_store_converted() -> None:
     assert recorder.sink.written == 50 and recorder.dropped == 0  # type: ignore[attr-defined]
 
 
-def test_full_queue_drops_and_counts(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_queue_drops_and_counts(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(recorder_module, "REPORT_INTERVAL", 0.05)
     backend = MemoryBackend()
-    recorder = Recorder(RecordConfig(queue=10), StoreWriter(RecordConfig(queue=10), backend.open))  # not started: nothing drains
+    recorder = Recorder(
+        RecordConfig(queue=10), StoreWriter(RecordConfig(queue=10), backend.open)
+    )  # not started: nothing drains
 
     async def submit() -> None:
         for _ in range(25):

@@ -49,7 +49,9 @@ def test_json_fields_at_any_depth() -> None:
     )
     Redactor(RedactConfig(json_fields=["password"])).apply(record)
     assert json.loads(record.request_body.data) == {
-        "user": "ada", "password": MARK, "list": [{"password": MARK, "ok": 1}]
+        "user": "ada",
+        "password": MARK,
+        "list": [{"password": MARK, "ok": 1}],
     }
     assert record.request_body.size == len(body)  # the original size is kept
 

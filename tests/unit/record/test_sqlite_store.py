@@ -73,7 +73,9 @@ def test_round_trip_keeps_every_field(store: SqliteStore, path: str) -> None:
         http_version="1.0",
         response_body=Body(b"head" + b"tail", 10_000_000, True, 4),
     )
-    store.write([ConnectionRecord("p.1", "forward", "127.0.0.1:5000", "http", T0, T0 + 5, sni="x.test")], [record])
+    store.write(
+        [ConnectionRecord("p.1", "forward", "127.0.0.1:5000", "http", T0, T0 + 5, sni="x.test")], [record]
+    )
     assert record.id == 1
     reader = SqliteStore(path, readonly=True)
     try:
@@ -115,7 +117,9 @@ def varied(store: SqliteStore) -> SqliteStore:
             make_flow(2, method="POST", status=500, host="Other.example.com", path="/v2/orders"),
             make_flow(3, status=None, response_ended=None, error="upstream refused the connection"),
             make_flow(4, status=404, user="alice", search_text="the zebracorn is here"),
-            make_flow(5, response_ended=T0 + 5 + 1.5, path="/v1/[weird]?x", response_body=Body(b"", 5_000_000)),
+            make_flow(
+                5, response_ended=T0 + 5 + 1.5, path="/v1/[weird]?x", response_body=Body(b"", 5_000_000)
+            ),
             make_flow(6, request_headers=[("X-Trace", "abc-def")], client="10.0.0.7:1"),
         ],
     )

@@ -75,6 +75,8 @@ def test_templates_and_header_rules() -> None:
     )
     assert rules is not None
     lines: list[bytes] = []
-    rules.apply(lines, [(b"X-Gone", b"a"), (b"x-set", b"old"), (b"Keep", b"k")], {"remote_addr": b"192.0.2.1"})
+    rules.apply(
+        lines, [(b"X-Gone", b"a"), (b"x-set", b"old"), (b"Keep", b"k")], {"remote_addr": b"192.0.2.1"}
+    )
     assert b"".join(lines) == b"Keep: k\r\nX-Set: 192.0.2.1\r\nX-Add: 1\r\n"
     assert CompiledHeaderRules.compile(HeaderRules()) is None
