@@ -330,7 +330,13 @@ def test_vendor_failures_reach_http_clients_only_as_generic_answers(
     assert leaked_vendor_strings(answer) == [], answer
     assert str(fake.port).encode() not in answer and b"acme" not in answer
     lanner.wait_log("vendor_attempts=")
-    if mode not in ("auth407", "forbidden403"):  # those open the breaker (30 s): the rest recover at once
+    if mode in ("auth407", "forbidden403"):  # lanner's own account is refused: alert, open the breaker
+        lanner.wait_log(r"vendor refused lanner's account .*provider=acme")
+        answer, sock = connect_raw(lanner, "alice_country-de", f"127.0.0.1:{origin.port}")
+        sock.close()
+        assert answer.startswith(b"HTTP/1.1 503 ") and leaked_vendor_strings(answer) == []
+        assert len(fake.log()) == 1  # the open breaker keeps traffic away from the vendor
+    else:  # the rest recover at once
         assert tunnel_get(lanner, "alice_country-de", origin).endswith(b"hello-from-origin\n")
 
 
@@ -394,6 +400,23 @@ def test_max_connections_sends_the_next_tunnel_elsewhere_or_503(
         time.sleep(0.1)
     assert answer.startswith(b"HTTP/1.1 200"), answer
     assert get_through(sock).endswith(b"hello-from-origin\n")
+
+
+def test_udp_associate_is_refused_where_connections_go_through_a_vendor(
+    start_lanner: Any, start_vendor: Any, origin: Origin
+) -> None:
+    fake = vendor(start_vendor, "acme")
+    lanner = start_lanner(gateway([provider("acme", fake)]))
+    sock = socket.create_connection(lanner.addr("gw"), timeout=10)
+    sock.sendall(b"\x05\x01\x02")
+    assert sock.recv(2) == b"\x05\x02"
+    sock.sendall(b"\x01\x05alice\x06secret")
+    assert sock.recv(2) == b"\x01\x00"
+    sock.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")  # UDP ASSOCIATE
+    assert sock.recv(10)[:2] == b"\x05\x07"  # command not supported: datagrams would bypass the vendor
+    sock.close()
+    lanner.wait_log("UDP ASSOCIATE on a connection routed through a vendor pool")
+    assert tunnel_get(lanner, "alice", origin).endswith(b"hello-from-origin\n")
 
 
 # -- shared state --

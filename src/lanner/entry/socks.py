@@ -90,11 +90,18 @@ class SocksEntry(EntryProtocol):
         self._request_received()
         if event.command == socks.CMD_CONNECT:
             self.run(self._connect(event.host, event.port), "dial")
+        elif event.command == socks.CMD_UDP_ASSOCIATE and self._through_vendor():
+            # Vendors carry TCP tunnels only; relaying datagrams directly would show lanner's own address.
+            self.transport.write(socks.socks5_reply(S5_CMD_NOT_SUPPORTED))
+            self._fail(Outcome.UNSUPPORTED, "UDP ASSOCIATE on a connection routed through a vendor pool")
         elif event.command == socks.CMD_UDP_ASSOCIATE:
             self.run(self._associate(event.host, event.port), "udp")
         else:
             self.transport.write(socks.socks5_reply(S5_CMD_NOT_SUPPORTED))
             self._fail(Outcome.UNSUPPORTED, f"SOCKS5 command {event.command:#04x}")
+
+    def _through_vendor(self) -> bool:
+        return (self.conn.params.pool or self.listener.config.upstream_pool) is not None
 
     def _requested_v4(self, event: socks.Socks4Requested) -> None:
         is_name = _is_name(event.host)

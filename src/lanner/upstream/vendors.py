@@ -245,6 +245,10 @@ class Vendors:
         now = time.monotonic()
         if action == "auth":
             provider.failures += 1
+            log.error(  # an operator must act: credentials, balance or whitelist at the vendor
+                "vendor refused lanner's account",
+                extra={"fields": {"provider": provider.name, "answer": failure}},
+            )
             provider.breaker.trip(now, f"the vendor refused lanner's account: {failure}")
             spawn(self.state.ban(provider.name, provider.breaker.reopen_at - now), name="vendors-ban")
         elif action == "target":  # the vendor worked; the destination failed
