@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -18,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from python_socks import ProxyError
 from python_socks.sync import Proxy
 
@@ -417,6 +419,23 @@ def test_udp_associate_is_refused_where_connections_go_through_a_vendor(
     sock.close()
     lanner.wait_log("UDP ASSOCIATE on a connection routed through a vendor pool")
     assert tunnel_get(lanner, "alice", origin).endswith(b"hello-from-origin\n")
+
+
+def test_a_vendor_added_to_the_file_is_used_after_sighup(
+    start_lanner: Any, start_vendor: Any, origin: Origin
+) -> None:
+    first, added = vendor(start_vendor, "first"), vendor(start_vendor, "added")
+    lanner = start_lanner(gateway([provider("first", first)]))
+    answer, sock = connect_raw(lanner, "alice_provider-added", f"127.0.0.1:{origin.port}")
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 407 ")  # no such provider yet
+    lanner.config["vendors"]["providers"].append(provider("added", added))
+    lanner.config["vendors"]["pools"][0]["providers"].append("added")
+    lanner.path.write_text(yaml.safe_dump(lanner.config))
+    lanner.proc.send_signal(signal.SIGHUP)
+    lanner.wait_log("config reloaded .*providers=2")
+    assert tunnel_get(lanner, "alice_provider-added", origin).endswith(b"hello-from-origin\n")
+    assert len(added.log()) == 1 and first.log() == []
 
 
 # -- shared state --
