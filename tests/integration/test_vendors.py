@@ -8,6 +8,7 @@ string the fake vendors put in their pages and headers.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import signal
@@ -70,8 +71,6 @@ def gateway(providers: list[dict[str, Any]], **vendors: Any) -> dict[str, Any]:
 
 def connect_raw(lanner: Any, user: str, target: str, password: str = "secret") -> tuple[bytes, socket.socket]:
     """A CONNECT through lanner: (everything lanner answered up to its head's end, or to close; the socket)."""
-    import base64
-
     sock = socket.create_connection(lanner.addr("gw"), timeout=10)
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     sock.sendall(
@@ -173,6 +172,24 @@ def test_parameters_reach_the_vendor_over_connect_http_and_socks5(
     assert socks_entry["country"] == "FR" and socks_entry["ttl"] == "10"
     # One client session, one vendor session id: derived, not the client's own text.
     assert curl_entry["session"] == socks_entry["session"] != "cart42"
+
+
+def test_keep_alive_requests_with_other_parameters_get_another_vendor_session(
+    start_lanner: Any, start_vendor: Any, origin: Origin
+) -> None:
+    fake = vendor(start_vendor, "acme")
+    lanner = start_lanner(gateway([provider("acme", fake)]))
+    sock = socket.create_connection(lanner.addr("gw"), timeout=10)
+    for user in ("alice_session-one", "alice_session-one", "alice_session-two"):
+        token = base64.b64encode(f"{user}:secret".encode()).decode()
+        url = f"http://127.0.0.1:{origin.port}/small"
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic {token}\r\n\r\n".encode())
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.read() == b"hello-from-origin\n"
+    sock.close()
+    sessions = sessions_seen(fake)
+    assert len(sessions) == 2 and sessions[0] != sessions[1]  # the same session reused its tunnel
 
 
 @pytest.mark.parametrize(
@@ -418,6 +435,20 @@ def test_udp_associate_is_refused_where_connections_go_through_a_vendor(
     assert sock.recv(10)[:2] == b"\x05\x07"  # command not supported: datagrams would bypass the vendor
     sock.close()
     lanner.wait_log("UDP ASSOCIATE on a connection routed through a vendor pool")
+    assert tunnel_get(lanner, "alice", origin).endswith(b"hello-from-origin\n")
+
+
+def test_a_destination_no_vendor_handshake_can_name_is_refused(
+    start_lanner: Any, start_vendor: Any, origin: Origin
+) -> None:
+    fake = vendor(start_vendor, "acme")
+    config = gateway([provider("acme", fake)])
+    del config["rules"]  # the name goes to the vendor unresolved
+    lanner = start_lanner(config)
+    auth, reply = socks5_raw(lanner, "alice", "bad host.example", 80)
+    assert auth == b"\x01\x00" and reply[:2] == b"\x05\x04", reply
+    lanner.wait_log("cannot ask acme for bad host.example:80")
+    assert fake.log() == []
     assert tunnel_get(lanner, "alice", origin).endswith(b"hello-from-origin\n")
 
 

@@ -26,6 +26,7 @@ from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import WRITE_HIGH_WATER, UpstreamEnd, link
 from lanner.record.convert import Origin
+from lanner.route.params import NO_PARAMS
 from lanner.wire.errors import ProtocolError
 from lanner.wire.http1 import (
     NEED_DATA,
@@ -217,8 +218,12 @@ class HttpProxySession(EntryProtocol):
         return upstream is not None and upstream.key == key and not upstream.transport.is_closing()
 
     def authenticate(self, head: RequestHead) -> str | None:
+        """Who the request is from, as far as keeping an upstream goes (raises AuthFailed)."""
         credentials = header_value(head.headers, b"proxy-authorization")
         if credentials is None and not self.listener.auth_required:
+            if self.last_auth is not None:  # an earlier request's parameters do not carry over
+                self.last_auth = self.conn.user = None
+                self.conn.params = NO_PARAMS
             return None
         if credentials is None or credentials != self.last_auth:
             identity = self.listener.services.auth.identify_basic(credentials, self.listener.auth_required)
@@ -226,6 +231,8 @@ class HttpProxySession(EntryProtocol):
             self.conn.user = identity.presented
             self.conn.account = identity.account
             self.conn.params = identity.params
+        if self.conn.params is not NO_PARAMS:  # other parameters, another vendor session: another upstream
+            return self.conn.user
         return self.conn.account
 
     async def connect(self, key: UpstreamKey) -> HttpUpstream:

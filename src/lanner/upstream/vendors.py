@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from lanner.config.vendors import VendorPoolConfig, VendorsConfig
-from lanner.errors import VendorFailed, VendorTargetFailed, VendorTimeout, VendorUnavailable
+from lanner.errors import Unresolved, VendorFailed, VendorTargetFailed, VendorTimeout, VendorUnavailable
 from lanner.net.tasks import spawn
 from lanner.route.params import RouteParams
 from lanner.upstream.handshake import HandshakeBroken, make_client, open_tunnel
@@ -144,13 +144,15 @@ class Vendors:
         note: Callable[[str, object], None],
     ) -> tuple[asyncio.Transport, P]:
         """A tunnel to host:port through `pool_name`, or a `Vendor*` error for the client."""
-        pool = self.pools[params.pool or pool_name]
+        pool = self.pools.get(params.pool or pool_name)
+        if pool is None:  # a reload removed it while a listener started before still names it
+            raise VendorUnavailable(f"no vendor pool {params.pool or pool_name!r} since the last reload")
         session = await self._session(pool, user, params) if params.session else None
         order = self._order(pool, params, session)
         attempts: list[Attempt] = []
         rotated = False
         index = 0
-        while index < len(order) and len(attempts) < pool.config.attempts:
+        while index < len(order) and sum(not attempt.skipped for attempt in attempts) < pool.config.attempts:
             provider = order[index]
             why_not = await self._shared_rate(provider)
             now = time.monotonic()  # no await from here to the probe's start in _try: one probe at most
@@ -199,7 +201,12 @@ class Vendors:
         if probe:
             breaker.probe_started()
         username, password = self._credentials(provider, params, session, user)
-        client = make_client(provider.config.protocol, host, port, username, password)
+        try:
+            client = make_client(provider.config.protocol, host, port, username, password)
+        except ValueError as exc:  # a destination no handshake can name (or credentials too long)
+            if probe:
+                breaker.probe_inconclusive()
+            raise Unresolved(f"cannot ask {provider.name} for {host}:{port}: {exc}") from exc
         endpoint = provider.endpoint()
         provider.handshakes += 1
         try:
