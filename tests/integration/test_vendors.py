@@ -357,6 +357,15 @@ def test_vendor_failures_reach_http_clients_only_as_generic_answers(
         assert len(fake.log()) == 1  # the open breaker keeps traffic away from the vendor
     else:  # the rest recover at once
         assert tunnel_get(lanner, "alice_country-de", origin).endswith(b"hello-from-origin\n")
+    fake.mode(mode, count=1, delay=5 if mode == "slow" else None)
+    host, port = lanner.addr("gw")
+    with httpx.Client(
+        proxy=f"http://alice_country-de:secret@{host}:{port}", trust_env=False, timeout=20
+    ) as c:
+        response = c.get(f"http://127.0.0.1:{origin.port}/small")  # absolute-form, tunnelled by lanner
+    seen = b"".join(k + b": " + v + b"\n" for k, v in response.headers.raw) + response.content
+    assert response.status_code in (502, 503) and leaked_vendor_strings(seen) == [], seen
+    assert response.headers["proxy-status"].startswith("lanner; error=")
 
 
 @pytest.mark.parametrize("mode", ["auth407", "forbidden403", "geo525", "reset", "html", "refuse_target"])
@@ -371,9 +380,10 @@ def test_socks5_vendor_failures_reach_socks_clients_as_generic_replies(
     assert reply[:2] in (b"\x05\x01", b"\x05\x04"), reply  # general failure or host unreachable
     assert len(reply) == 10 and leaked_vendor_strings(reply) == []
     host, port = lanner.addr("gw")
-    with pytest.raises(ProxyError):
-        fake.mode(mode, count=1)
+    fake.mode(mode, count=1)
+    with pytest.raises(ProxyError) as refused:
         Proxy.from_url(f"socks5://alice:secret@{host}:{port}").connect("127.0.0.1", origin.port, timeout=10)
+    assert leaked_vendor_strings(str(refused.value).encode()) == []
 
 
 def test_breaker_opens_probes_the_check_target_and_closes(

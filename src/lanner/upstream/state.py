@@ -9,8 +9,10 @@ on some node (a ban), and how many tunnels a provider took this second.
 With `state: redis://…` these are shared by every worker and node. Every Redis
 call is bounded by `state_timeout`; when one fails, lanner logs it once, uses
 its local copies for a few seconds, then tries Redis again. Redis being down
-never refuses a tunnel. Local entries expire with their session period and are
-bounded in number (`max_entries`): the oldest go first.
+never refuses a tunnel. A session's record is read from Redis at most once a second
+per process (another node's pin shows within that second). Local entries
+expire with their session period and are bounded in number (`max_entries`):
+the oldest go first.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ log = logging.getLogger("lanner")
 T = TypeVar("T")
 
 RETRY_AFTER = 5.0  # seconds on local state after a Redis failure
+FRESH_FOR = 1.0  # seconds a session record read from Redis is used before it is read again
 MAX_ENTRIES = 1_000_000
 _PREFIX = "lanner:vendors:"
 
@@ -40,6 +43,7 @@ class SessionRecord:
     pinned: str | None = None  # the provider a failover moved the session to
     generation: int = 0  # rotations of the vendor session ("session IP gone")
     expires: float = 0.0  # wall-clock end of the session's period
+    fetched: float = 0.0  # monotonic time it was last read from Redis
 
 
 class LocalState:
@@ -86,10 +90,16 @@ class SessionState:
     async def session(self, key: str, expires: float) -> SessionRecord:
         """The record of the session period `key` (which ends at wall-clock `expires`)."""
         record = self.local.get(key, time.time())
-        if self.shared:
+        now = time.monotonic()
+        if self.shared and (record is None or now - record.fetched >= FRESH_FOR):
             fields = await self._call(lambda r: r.hgetall(_PREFIX + "s:" + key))
-            if fields:
-                record = SessionRecord(fields.get(b"p", b"").decode() or None, int(fields.get(b"g", 0)))
+            if fields is not None:  # read (an empty answer: no node recorded anything yet)
+                if fields:
+                    record = SessionRecord(fields.get(b"p", b"").decode() or None, int(fields.get(b"g", 0)))
+                record = record or SessionRecord()
+                record.fetched = now
+                record.expires = expires
+                self.local.put(key, record)
         record = record or SessionRecord()
         record.expires = expires
         return record

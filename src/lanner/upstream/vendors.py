@@ -41,10 +41,13 @@ from lanner.upstream.templates import vendor_session_id
 from lanner.wire.proxy_client import Refused
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
+K = TypeVar("K")
+V = TypeVar("V")
 
 log = logging.getLogger("lanner")
 
 _MAINTENANCE_INTERVAL = 1.0
+_MEMO_MAX = 100_000  # sticky sessions whose hashes, orders and credentials are kept
 
 
 @dataclass(slots=True)
@@ -85,6 +88,9 @@ class Vendors:
         self.rng = rng or random.Random()
         self._maintenance: asyncio.Task[None] | None = None
         self._probing: set[str] = set()
+        self._rendered: dict[tuple[Provider, RouteParams, str, int], tuple[str | None, str | None]] = {}
+        self._sessions: dict[tuple[str, str, str, float], tuple[bytes, float, str]] = {}
+        self._orders: dict[tuple[str, RouteParams, bytes], list[Provider]] = {}
         self.config = config
         self.reconfigure(config)
 
@@ -95,6 +101,8 @@ class Vendors:
             spawn(old_state.close(), name="vendors-state-close")
         self.config = config
         self.secret = config.session_secret.encode()
+        for memo in (self._rendered, self._sessions, self._orders):
+            memo.clear()
         kept = self.providers
         self.providers = {}
         for item in config.providers:
@@ -234,6 +242,18 @@ class Vendors:
     def _credentials(
         self, provider: Provider, params: RouteParams, session: Session | None, user: str
     ) -> tuple[str | None, str | None]:
+        if session is None:
+            return self._render(provider, params, session, user)
+        key = (provider, params, session.key, session.record.generation)
+        rendered = self._rendered.get(key)
+        if rendered is None:  # a sticky session renders the same strings for its whole period
+            rendered = self._render(provider, params, session, user)
+            _remember(self._rendered, key, rendered)
+        return rendered
+
+    def _render(
+        self, provider: Provider, params: RouteParams, session: Session | None, user: str
+    ) -> tuple[str | None, str | None]:
         credentials = provider.credentials
         vendor_session: str | None = None
         ttl = 0.0
@@ -287,18 +307,37 @@ class Vendors:
     async def _session(self, pool: VendorPool, user: str, params: RouteParams) -> Session:
         assert params.session is not None
         ttl = params.ttl or pool.config.session_ttl
-        identity = f"{user}\0{params.session}"
-        hash_key = hashlib.blake2b(identity.encode(), digest_size=16).digest()
-        # Periods start at a per-session phase, so sessions do not all rotate at once.
-        phase = int.from_bytes(hash_key[:8], "big") % max(1, int(ttl * 1000)) / 1000
-        now = time.time()
-        period = int((now + phase) // ttl)
+        memo_key = (pool.name, user, params.session, ttl)
+        memo = self._sessions.get(memo_key)
+        if memo is None:
+            identity = f"{user}\0{params.session}"
+            hash_key = hashlib.blake2b(identity.encode(), digest_size=16).digest()
+            # Periods start at a per-session phase, so sessions do not all rotate at once.
+            phase = int.from_bytes(hash_key[:8], "big") % max(1, int(ttl * 1000)) / 1000
+            memo = (hash_key, phase, f"{pool.name}\0{identity}\0{ttl:g}\0")
+            _remember(self._sessions, memo_key, memo)
+        hash_key, phase, prefix = memo
+        period = int((time.time() + phase) // ttl)
         expires = (period + 1) * ttl - phase
-        key = f"{pool.name}\0{identity}\0{ttl:g}\0{period}"
+        key = f"{prefix}{period}"
         record = await self.state.session(key, expires)
         return Session(key, hash_key, user, params.session, period, ttl, record)
 
     def _order(self, pool: VendorPool, params: RouteParams, session: Session | None) -> list[Provider]:
+        if session is None:
+            return _weighted_shuffle(self._candidates(pool, params), self.rng)
+        order_key = (pool.name, params, session.hash_key)
+        ordered = self._orders.get(order_key)
+        if ordered is None:  # the same for every tunnel of the session: computed once
+            hash_key = session.hash_key
+            ordered = sorted(self._candidates(pool, params), key=lambda p: _score(hash_key, p), reverse=True)
+            _remember(self._orders, order_key, ordered)
+        pinned = session.record.pinned
+        if pinned is not None and ordered[0].name != pinned:
+            return sorted(ordered, key=lambda provider: provider.name != pinned)  # stable: the pin first
+        return ordered
+
+    def _candidates(self, pool: VendorPool, params: RouteParams) -> list[Provider]:
         candidates = [
             provider
             for provider in pool.providers
@@ -306,13 +345,7 @@ class Vendors:
         ]
         if not candidates:
             raise VendorUnavailable(f"no provider of pool {pool.name!r} serves {_asked(params)}")
-        if session is None:
-            return _weighted_shuffle(candidates, self.rng)
-        ordered = sorted(candidates, key=lambda provider: _score(session.hash_key, provider), reverse=True)
-        pinned = session.record.pinned
-        if pinned is not None:
-            ordered.sort(key=lambda provider: provider.name != pinned)  # stable: the pin first
-        return ordered
+        return candidates
 
     async def _shared_rate(self, provider: Provider) -> str | None:
         limit = provider.config.requests_per_second
@@ -354,6 +387,12 @@ class Vendors:
                 log.info("provider probe passed", extra={"fields": {"provider": provider.name}})
         finally:
             self._probing.discard(provider.name)
+
+
+def _remember(memo: dict[K, V], key: K, value: V) -> None:
+    if len(memo) >= _MEMO_MAX:  # a bound, not an LRU: refilling costs one hash per live session
+        memo.clear()
+    memo[key] = value
 
 
 def _action(provider: Provider, refused: Refused) -> str:

@@ -17,6 +17,7 @@ tunnel (or to nobody, after a refusal), so passing them here is the caller's bug
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ DEFAULT_MAX_HEAD: Final = 16 * 1024
 DEFAULT_MAX_BODY: Final = 4096
 
 _HTTP: Final = b"HTTP/"
+_BARE_SUCCESS: Final = re.compile(rb"HTTP/1\.[01] 2[0-9][0-9](?: [\x09\x20-\x7e\x80-\xff]*)?\r\n\r\n")
 _HEAD_END: Final = b"\r\n\r\n"
 # RFC 3986 section 3.2.2 reg-name, after IDNA: nothing that could end the request line or a header.
 _REG_NAME: Final = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=%-]+")
@@ -88,19 +90,11 @@ class HttpConnectClient:
         max_head: int = DEFAULT_MAX_HEAD,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
-        authority = _authority(_wire_host(host, port), port)
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        credentials = _basic_credentials(username, password)
-        if credentials is not None:
-            lines.append(f"Proxy-Authorization: Basic {credentials}")
-        self._request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+        self._request = _connect_request(host, port, username, password)
         self._max_head = max_head
         self._max_body = max_body
         self._buf = bytearray()  # until the final head: the reader only ever sees whole heads
-        self._reader = HttpReader(False, max_head, min(max_head, DEFAULT_MAX_LINE), payload=True)
-        # A 2xx to CONNECT has no body (RFC 9110 section 9.3.6). Told GET, the reader frames one that
-        # declares a body anyway, and that body is read like a refusal's.
-        self._reader.expect_response_to(b"GET")
+        self._parser: HttpReader | None = None  # made on the first head that is not a bare success
         self._refusal: ResponseHead | None = None  # a refusal whose body may still be arriving
         self._reason = ""
         self._body = bytearray()
@@ -127,10 +121,24 @@ class HttpConnectClient:
             raise ProtocolError("proxy closed during the handshake", 502)
         self._settle()  # the body was cut short; the refusal stands
 
+    @property
+    def _reader(self) -> HttpReader:
+        if self._parser is None:
+            max_head = self._max_head
+            self._parser = HttpReader(False, max_head, min(max_head, DEFAULT_MAX_LINE), payload=True)
+            # A 2xx to CONNECT has no body (RFC 9110 section 9.3.6). Told GET, the reader frames one
+            # that declares a body anyway, and that body is read like a refusal's.
+            self._parser.expect_response_to(b"GET")
+        return self._parser
+
     def _read_heads(self) -> None:
         while self.result is None and self._refusal is None:
             raw = self._next_head()
             if raw is None:
+                return
+            if _BARE_SUCCESS.fullmatch(raw):  # the usual answer, a status line alone: no parser needed
+                self.result = Established(bytes(self._buf))
+                self._buf.clear()
                 return
             self._reader.receive_data(raw)
             event = self._reader.next_event()
@@ -297,6 +305,16 @@ class Socks5Client:
         self.result = Established(bytes(self._buf[parsed[2] :]))
         self._buf.clear()
         return b""
+
+
+@functools.lru_cache(maxsize=4096)  # a sticky session sends the same request for its whole period
+def _connect_request(host: str, port: int, username: str | None, password: str | None) -> bytes:
+    authority = _authority(_wire_host(host, port), port)
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    credentials = _basic_credentials(username, password)
+    if credentials is not None:
+        lines.append(f"Proxy-Authorization: Basic {credentials}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 def _check_open(result: Result | None) -> None:

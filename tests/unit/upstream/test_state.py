@@ -10,6 +10,7 @@ import pytest
 import redis
 from tests.conftest import require
 
+from lanner.upstream import state
 from lanner.upstream.state import LocalState, SessionRecord, SessionState
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -112,7 +113,9 @@ def redis_db() -> Iterator[None]:
     client.close()
 
 
-def test_pin_and_rotation_are_shared(redis_db: None) -> None:
+def test_pin_and_rotation_are_shared(redis_db: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(state, "FRESH_FOR", 0.0)  # read Redis on every lookup
+
     async def scenario() -> None:
         writer, reader = SessionState(REDIS_URL, TIMEOUT), SessionState(REDIS_URL, TIMEOUT)
         try:
@@ -234,5 +237,22 @@ def test_each_call_survives_redis_down(call: str) -> None:
             assert not state.shared
         finally:
             await state.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_record_read_from_redis_is_reused_for_a_second(redis_db: None) -> None:
+    async def scenario() -> None:
+        writer, reader = SessionState(REDIS_URL, TIMEOUT), SessionState(REDIS_URL, TIMEOUT)
+        try:
+            expires = later()
+            assert (await reader.session("fresh", expires)).pinned is None  # read, and remembered
+            await writer.pin("fresh", await writer.session("fresh", expires), "oxylabs")
+            assert (await reader.session("fresh", expires)).pinned is None  # within FRESH_FOR: not re-read
+            reader.local.sessions["fresh"].fetched -= state.FRESH_FOR
+            assert (await reader.session("fresh", expires)).pinned == "oxylabs"
+        finally:
+            await writer.close()
+            await reader.close()
 
     asyncio.run(scenario())
