@@ -104,6 +104,12 @@ class SessionState:
         record.expires = expires
         return record
 
+    def local_session(self, key: str, expires: float) -> SessionRecord:
+        """`session` when Redis is not in use (or down): no await on the tunnel's path."""
+        record = self.local.get(key, time.time()) or SessionRecord()
+        record.expires = expires
+        return record
+
     async def pin(self, key: str, record: SessionRecord, provider: str) -> None:
         record.pinned = provider
         await self._store(key, record, {"p": provider})

@@ -158,11 +158,14 @@ class Vendors:
         session = await self._session(pool, user, params) if params.session else None
         order = self._order(pool, params, session)
         attempts: list[Attempt] = []
+        tried = 0  # attempts that reached a vendor (skipped providers do not count)
         rotated = False
         index = 0
-        while index < len(order) and sum(not attempt.skipped for attempt in attempts) < pool.config.attempts:
+        while index < len(order) and tried < pool.config.attempts:
             provider = order[index]
-            why_not = await self._shared_rate(provider)
+            why_not = None
+            if provider.rate is not None and self.state.shared:
+                why_not = await self._shared_rate(provider)
             now = time.monotonic()  # no await from here to the probe's start in _try: one probe at most
             why_not = why_not or provider.unavailable(now) or provider.over_rate(now)
             if why_not is not None:
@@ -171,12 +174,16 @@ class Vendors:
                 continue
             attempt = Attempt(provider)
             attempts.append(attempt)
+            tried += 1
             result = await self._try(provider, params, session, user, host, port, factory, attempt)
             if result is None:  # no answer, or a broken one: already counted against the provider
                 index += 1
                 continue
             if not isinstance(result, Refused):
-                await self._served(provider, session, order, note)
+                note("provider", provider.name)
+                if session is not None and provider is not order[0]:  # failed over: the session moves
+                    await self.state.pin(session.key, session.record, provider.name)
+                    note("pinned", provider.name)
                 return result
             action = _action(provider, result)
             if action == "session_gone" and session is not None and not rotated:
@@ -218,8 +225,7 @@ class Vendors:
         endpoint = provider.endpoint()
         provider.handshakes += 1
         try:
-            async with asyncio.timeout(provider.config.handshake_timeout):
-                result = await open_tunnel(endpoint, client, factory)
+            result = await open_tunnel(endpoint, client, factory, provider.config.handshake_timeout)
         except asyncio.CancelledError:
             if probe:
                 breaker.probe_inconclusive()
@@ -290,18 +296,6 @@ class Vendors:
             if not was_open and provider.breaker.state is BreakerState.OPEN:
                 spawn(self.state.ban(provider.name, provider.breaker.reopen_at - now), name="vendors-ban")
 
-    async def _served(
-        self,
-        provider: Provider,
-        session: Session | None,
-        order: list[Provider],
-        note: Callable[[str, object], None],
-    ) -> None:
-        note("provider", provider.name)
-        if session is not None and provider is not order[0]:  # failed over: the session moves with it
-            await self.state.pin(session.key, session.record, provider.name)
-            note("pinned", provider.name)
-
     # -- sessions and order --
 
     async def _session(self, pool: VendorPool, user: str, params: RouteParams) -> Session:
@@ -320,7 +314,8 @@ class Vendors:
         period = int((time.time() + phase) // ttl)
         expires = (period + 1) * ttl - phase
         key = f"{prefix}{period}"
-        record = await self.state.session(key, expires)
+        state = self.state
+        record = await state.session(key, expires) if state.shared else state.local_session(key, expires)
         return Session(key, hash_key, user, params.session, period, ttl, record)
 
     def _order(self, pool: VendorPool, params: RouteParams, session: Session | None) -> list[Provider]:
