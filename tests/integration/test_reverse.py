@@ -420,7 +420,7 @@ def test_drain_finishes_requests_in_flight_and_survives_reload(start_lanner: Any
             if not drained:
                 # Drain the backend serving the stream through a config reload (SIGHUP).
                 address = first.address if origin == "first" else second.address
-                config["pools"][0]["backends"] = [
+                lanner.config["pools"][0]["backends"] = [
                     {"address": b.address, "drain": b.address == address} for b in (first, second)
                 ]
                 lanner.path.write_text(__import__("yaml").safe_dump(lanner.config))

@@ -154,8 +154,8 @@ def test_a_reload_that_removes_a_pool_answers_503_on_open_connections(
     url = f"http://127.0.0.1:{lanner.addr('api')[1]}"
     with httpx.Client() as client:
         assert served_by(client.get(f"{url}/x")) == "first"
-        config["pools"] = [config["pools"][1]]
-        config["listeners"][0]["routes"] = [{"pool": "new"}]
+        lanner.config["pools"] = [lanner.config["pools"][1]]
+        lanner.config["listeners"][0]["routes"] = [{"pool": "new"}]
         lanner.path.write_text(yaml.safe_dump(lanner.config))
         lanner.proc.send_signal(signal.SIGHUP)
         lanner.wait_log(r"config reloaded")
