@@ -25,6 +25,7 @@ from python_socks import ProxyError
 from python_socks.sync import Proxy
 
 from tests.conftest import require_binary
+from tests.integration.fake_vendor import MODES
 from tests.integration.servers import Origin, free_port
 from tests.integration.vendors import FakeVendor, leaked_vendor_strings
 
@@ -322,16 +323,7 @@ def test_whitelisted_provider_gets_no_credentials(
 
 # -- sanitized failures --
 
-FAILURE_MODES = [
-    "auth407",
-    "forbidden403",
-    "session_gone502",
-    "geo525",
-    "slow",
-    "reset",
-    "html",
-    "refuse_target",
-]
+FAILURE_MODES = [mode for mode in MODES if mode != "ok"]
 
 
 @pytest.mark.parametrize("mode", FAILURE_MODES)

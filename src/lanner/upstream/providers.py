@@ -36,7 +36,9 @@ class Breaker:
         self.name = name
         self.state = BreakerState.CLOSED
         self.consecutive = 0
-        self.outcomes: collections.deque[tuple[float, bool]] = collections.deque()  # (time, failed)
+        # Per-second [second, handshakes, failures] over the window: memory stays O(window), not O(rate).
+        self.buckets: collections.deque[list[int]] = collections.deque()
+        self.in_window = 0
         self.failures_in_window = 0
         self.opened = 0  # times opened since it last closed
         self.reopen_at = 0.0
@@ -77,10 +79,10 @@ class Breaker:
             self.trip(now, f"probe failed: {reason}")
         elif self.consecutive >= config.consecutive_failures:
             self.trip(now, f"{self.consecutive} failures in a row, the last: {reason}")
-        elif len(self.outcomes) >= config.min_requests and (
-            self.failures_in_window >= config.failure_rate * len(self.outcomes)
+        elif self.in_window >= config.min_requests and (
+            self.failures_in_window >= config.failure_rate * self.in_window
         ):
-            self.trip(now, f"{self.failures_in_window} of {len(self.outcomes)} handshakes failed: {reason}")
+            self.trip(now, f"{self.failures_in_window} of {self.in_window} handshakes failed: {reason}")
 
     def trip(self, now: float, reason: str) -> None:
         """Open now (a failed probe, too many failures, or the vendor refused our credentials)."""
@@ -91,8 +93,8 @@ class Breaker:
         self.probing = False
         self.reason = reason
         self.consecutive = 0
-        self.outcomes.clear()
-        self.failures_in_window = 0
+        self.buckets.clear()
+        self.in_window = self.failures_in_window = 0
         log.warning(
             "provider breaker open",
             extra={
@@ -101,12 +103,22 @@ class Breaker:
         )
 
     def _record(self, now: float, failed: bool) -> None:
-        outcomes = self.outcomes
-        outcomes.append((now, failed))
+        second = int(now)
+        buckets = self.buckets
+        if buckets and buckets[-1][0] == second:
+            bucket = buckets[-1]
+        else:
+            bucket = [second, 0, 0]
+            buckets.append(bucket)
+        bucket[1] += 1
+        bucket[2] += failed
+        self.in_window += 1
         self.failures_in_window += failed
         horizon = now - self.config.window
-        while outcomes and outcomes[0][0] < horizon:
-            self.failures_in_window -= outcomes.popleft()[1]
+        while buckets and buckets[0][0] + 1 <= horizon:  # a second wholly older than the window
+            _, handshakes, failures = buckets.popleft()
+            self.in_window -= handshakes
+            self.failures_in_window -= failures
 
 
 class RateLimit:
