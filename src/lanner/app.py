@@ -188,10 +188,12 @@ class Gateway:
         if config.pools and upstreams is None:
             log.error("config not reloaded: pools were added to a process started without them (restart)")
             return
+        if config.vendors.providers and self.services.vendors is None:
+            log.error("config not reloaded: providers were added to a process started without them (restart)")
+            return
         if upstreams is not None:
             upstreams.reconfigure(config.pools)
-        if not self._reload_vendors(config):
-            return
+        self._reload_vendors(config)
         by_name = {listener.name: listener for listener in config.listeners}
         for runtime in self.listeners:
             new = by_name.get(runtime.name)
@@ -205,15 +207,10 @@ class Gateway:
         }
         log.info("config reloaded", extra={"fields": fields})
 
-    def _reload_vendors(self, config: Config) -> bool:
-        vendors = self.services.vendors
-        if config.vendors.providers and vendors is None:
-            log.error("config not reloaded: providers were added to a process started without them (restart)")
-            return False
-        if vendors is not None:
-            vendors.reconfigure(config.vendors)
+    def _reload_vendors(self, config: Config) -> None:
+        if self.services.vendors is not None:
+            self.services.vendors.reconfigure(config.vendors)
         self.services.auth.params = _param_rules(config)
-        return True
 
     def _live(self) -> int:
         return sum(len(runtime.live) for runtime in self.listeners)
@@ -246,8 +243,11 @@ def _needs_restart(running: Config, loaded: Config) -> str | None:
     return ", ".join(changed) or None
 
 
-def _param_rules(config: Config) -> ParamRules:
+def _param_rules(config: Config) -> ParamRules | None:
+    """What usernames may carry; None where no vendors are configured (names are taken whole)."""
     vendors = config.vendors
+    if not vendors.providers:
+        return None
     pools = [pool.name for pool in vendors.all_pools]
     return ParamRules(pools, [provider.name for provider in vendors.providers], vendors.max_ttl)
 

@@ -200,6 +200,16 @@ class VendorTimeout(GatewayError):
     proxy_status = "connection_timeout"
 
 
+class VendorBadDestination(GatewayError):
+    """The destination cannot be written into a vendor's handshake (not a host name or address)."""
+
+    outcome = Outcome.UNRESOLVED
+    socks5_reply = S5_HOST_UNREACHABLE
+    http_status = 502
+    public = "the destination cannot be reached through the upstream proxy"
+    proxy_status = "destination_not_found"
+
+
 class VendorTargetFailed(GatewayError):
     """The provider reached its exit but the destination refused or could not be reached."""
 

@@ -449,7 +449,11 @@ def test_a_destination_no_vendor_handshake_can_name_is_refused(
     lanner = start_lanner(config)
     auth, reply = socks5_raw(lanner, "alice", "bad host.example", 80)
     assert auth == b"\x01\x00" and reply[:2] == b"\x05\x04", reply
-    lanner.wait_log("cannot ask acme for bad host.example:80")
+    lanner.wait_log("bad host.example:80 cannot be sent to a vendor")
+    answer, sock = connect_raw(lanner, "alice", "a" * 64 + ".example:443")  # a label IDNA refuses
+    sock.close()
+    assert answer.startswith(b"HTTP/1.1 502 ") and b"acme" not in answer, answer
+    assert b"Proxy-Status: lanner; error=destination_not_found" in answer
     assert fake.log() == []
     assert tunnel_get(lanner, "alice", origin).endswith(b"hello-from-origin\n")
 

@@ -63,6 +63,8 @@ def template_fields(template: str) -> list[str]:
     unknown = sorted(set(fields) - set(TEMPLATE_FIELDS))
     if unknown:
         raise ValueError(f"unknown template fields {unknown}; known: {list(TEMPLATE_FIELDS)}")
+    if "ttl" in _FIELD.findall(re.sub(r"\[[^\]]*\]", "", template)):
+        raise ValueError("{ttl} is written only with a session: keep it in an [optional group]")
     stray = _FIELD.sub("", template)
     if "{" in stray or "}" in stray:
         raise ValueError(f"a brace that opens no {{field}}: {template!r}")

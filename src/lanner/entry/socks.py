@@ -60,9 +60,9 @@ class SocksEntry(EntryProtocol):
             self._requested_v4(event)
 
     def _choose_method(self, offered: frozenset[int]) -> None:
-        if socks.METHOD_USER_PASS in offered and (
-            self.listener.auth_required or socks.METHOD_NO_AUTH not in offered
-        ):
+        # Where a username can carry routing parameters, ask for it even when nothing is required.
+        wants_username = self.listener.auth_required or self.listener.services.auth.params is not None
+        if socks.METHOD_USER_PASS in offered and (wants_username or socks.METHOD_NO_AUTH not in offered):
             method = socks.METHOD_USER_PASS
         elif socks.METHOD_NO_AUTH in offered and not self.listener.auth_required:
             method = socks.METHOD_NO_AUTH

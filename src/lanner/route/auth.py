@@ -38,7 +38,7 @@ class Authenticator:
     def __init__(self, users: Iterable[User], required: bool, params: ParamRules | None = None) -> None:
         self._users = {user.name: user for user in users}
         self.required = required
-        self.params = params or ParamRules((), (), 86400.0)
+        self.params = params  # None: no vendors, so usernames carry no routing parameters
 
     def identify(self, username: str, password: str, required: bool) -> Identity:
         account = self.verify(username, password) if required else None
@@ -51,11 +51,16 @@ class Authenticator:
     def identify_basic(self, header: bytes | None, required: bool) -> Identity:
         if header is None and not required:
             return Identity(None, None, NO_PARAMS)
-        username, password = _decode_basic(header)
+        try:
+            username, password = _decode_basic(header)
+        except AuthFailed:
+            if required:
+                raise
+            return Identity(None, None, NO_PARAMS)  # not ours to judge where nothing is required
         return self.identify(username, password, required)
 
     def _params(self, presented: str, account: str | None) -> RouteParams:
-        if not presented:
+        if not presented or self.params is None:
             return NO_PARAMS
         name = (
             account if account is not None and presented.startswith(account) else self._account_of(presented)

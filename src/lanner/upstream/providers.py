@@ -72,6 +72,8 @@ class Breaker:
             log.info("provider breaker closed", extra={"fields": {"provider": self.name}})
 
     def failed(self, now: float, reason: str) -> None:
+        if self.state is BreakerState.OPEN:
+            return  # tunnels begun before it opened: their failures are already the reason it is open
         self.consecutive += 1
         self._record(now, failed=True)
         config = self.config
@@ -149,6 +151,7 @@ class Provider:
         self.endpoints = [split_hostport(endpoint) for endpoint in config.endpoints]
         self._next_endpoint = itertools.cycle(range(len(self.endpoints)))
         self.tunnels: set[asyncio.BaseTransport] = set()  # open tunnels through it
+        self.pending = 0  # handshakes in flight: they count towards max_connections too
         self.banned_until = 0.0  # another node or worker opened its breaker (shared state)
         self.handshakes = 0
         self.failures = 0
@@ -165,9 +168,9 @@ class Provider:
         if now < self.banned_until:
             return f"{self.name}: banned by another node"
         limit = self.config.max_connections
-        if limit is not None and len(self.tunnels) >= limit:
+        if limit is not None and len(self.tunnels) + self.pending >= limit:
             self.tunnels = {transport for transport in self.tunnels if not transport.is_closing()}
-            if len(self.tunnels) >= limit:
+            if len(self.tunnels) + self.pending >= limit:
                 return f"{self.name}: {limit} tunnels open"
         return None
 

@@ -114,13 +114,17 @@ class SessionState:
         record.pinned = provider
         await self._store(key, record, {"p": provider})
 
-    async def rotate(self, key: str, record: SessionRecord) -> None:
+    async def rotate(self, key: str, record: SessionRecord, seen: int) -> None:
+        """Move the session to its next vendor session, unless another tunnel already did (from `seen`)."""
+        if record.generation != seen:
+            return  # parallel tunnels of one session that all saw "IP gone" rotate it once
         record.generation += 1
+        self.local.put(key, record)
         if self.shared:
             generation = await self._call(lambda r: r.hincrby(_PREFIX + "s:" + key, "g", 1))
             if generation is not None:
                 record.generation = max(record.generation, int(generation))
-        await self._store(key, record, {"g": record.generation})
+            await self._store(key, record, {})  # the counter is Redis's own: only the expiry is set
 
     async def _store(self, key: str, record: SessionRecord, fields: dict[str, Any]) -> None:
         self.local.put(key, record)
@@ -130,7 +134,8 @@ class SessionState:
 
             async def write(r: Any) -> None:
                 async with r.pipeline(transaction=False) as pipe:
-                    pipe.hset(name, mapping=fields)
+                    if fields:
+                        pipe.hset(name, mapping=fields)
                     pipe.expire(name, seconds)
                     await pipe.execute()
 
@@ -182,7 +187,11 @@ class SessionState:
 
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
-        self.down_until = time.monotonic() + RETRY_AFTER
+        now = time.monotonic()
+        was_down = now < self.down_until + RETRY_AFTER  # failed again right after the last retry
+        self.down_until = now + RETRY_AFTER
+        if was_down:
+            return  # said once per outage
         log.warning(
             "vendor state: Redis unavailable, using local state",
             extra={"fields": {"error": repr(exc), "retry_in": RETRY_AFTER}},

@@ -31,14 +31,20 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from lanner.config.vendors import VendorPoolConfig, VendorsConfig
-from lanner.errors import Unresolved, VendorFailed, VendorTargetFailed, VendorTimeout, VendorUnavailable
+from lanner.errors import (
+    VendorBadDestination,
+    VendorFailed,
+    VendorTargetFailed,
+    VendorTimeout,
+    VendorUnavailable,
+)
 from lanner.net.tasks import spawn
 from lanner.route.params import RouteParams
 from lanner.upstream.handshake import HandshakeBroken, make_client, open_tunnel
 from lanner.upstream.providers import BreakerState, Provider
 from lanner.upstream.state import SessionRecord, SessionState
 from lanner.upstream.templates import vendor_session_id
-from lanner.wire.proxy_client import Refused
+from lanner.wire.proxy_client import Refused, wire_host
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)
 K = TypeVar("K")
@@ -47,6 +53,7 @@ V = TypeVar("V")
 log = logging.getLogger("lanner")
 
 _MAINTENANCE_INTERVAL = 1.0
+_PRUNE_EVERY = 60  # maintenance rounds between scans of the local session table
 _MEMO_MAX = 100_000  # sticky sessions whose hashes, orders and credentials are kept
 
 
@@ -68,7 +75,8 @@ class Attempt:
     provider: Provider
     failure: str = ""
     timed_out: bool = False
-    skipped: bool = False  # never reached the vendor (breaker, ban, limit)
+    skipped: bool = False  # never reached the vendor (breaker, ban, limit, unusable credentials)
+    generation: int = 0  # the session's rotation count this attempt used
 
 
 class VendorPool:
@@ -108,6 +116,8 @@ class Vendors:
         for item in config.providers:
             previous = kept.get(item.name)
             provider = previous if previous is not None and previous.config == item else Provider(item)
+            if previous is not None and provider is not previous:
+                provider.tunnels = previous.tunnels  # still open: they count towards max_connections
             provider.traffic_probes = config.check_target is None  # else only probes test a half-open one
             self.providers[item.name] = provider
         self.pools = {
@@ -126,15 +136,26 @@ class Vendors:
         await self.state.close()
 
     async def _maintain(self) -> None:
+        rounds = 0
         while True:
             await asyncio.sleep(_MAINTENANCE_INTERVAL)
+            rounds += 1
+            try:
+                await self._maintain_once(prune=rounds % _PRUNE_EVERY == 0)
+            except Exception as exc:  # the loop must outlive one bad round (a reload mid-await, say)
+                log.error("vendor maintenance failed", exc_info=exc)
+
+    async def _maintain_once(self, prune: bool) -> None:
+        if prune:  # expired entries also go lazily, and the table is bounded: no need to scan often
             self.state.local.prune(time.time())
-            now = time.monotonic()
-            for name, left in (await self.state.bans(list(self.providers))).items():
-                self.providers[name].banned_until = now + left
-            if self.config.check_target is not None:
-                for provider in self.providers.values():
-                    self._probe_if_half_open(provider, now)
+        now = time.monotonic()
+        for name, left in (await self.state.bans(list(self.providers))).items():
+            provider = self.providers.get(name)  # a reload may have removed it meanwhile
+            if provider is not None:
+                provider.banned_until = now + left
+        if self.config.check_target is not None:
+            for provider in list(self.providers.values()):
+                self._probe_if_half_open(provider, now)
 
     def describe(self) -> list[dict[str, object]]:
         return [provider.describe() for provider in self.providers.values()]
@@ -155,6 +176,10 @@ class Vendors:
         pool = self.pools.get(params.pool or pool_name)
         if pool is None:  # a reload removed it while a listener started before still names it
             raise VendorUnavailable(f"no vendor pool {params.pool or pool_name!r} since the last reload")
+        try:
+            wire_host(host, port)
+        except ValueError as exc:  # said once, before any vendor is asked (and never naming one)
+            raise VendorBadDestination(f"{host}:{port} cannot be sent to a vendor: {exc}") from exc
         session = await self._session(pool, user, params) if params.session else None
         order = self._order(pool, params, session)
         attempts: list[Attempt] = []
@@ -182,13 +207,19 @@ class Vendors:
             if not isinstance(result, Refused):
                 note("provider", provider.name)
                 if session is not None and provider is not order[0]:  # failed over: the session moves
-                    await self.state.pin(session.key, session.record, provider.name)
+                    try:
+                        await self.state.pin(session.key, session.record, provider.name)
+                    except BaseException:
+                        result[0].close()
+                        raise
                     note("pinned", provider.name)
                 return result
             action = _action(provider, result)
             if action == "session_gone" and session is not None and not rotated:
                 rotated = True
-                await self.state.rotate(session.key, session.record)
+                if provider.breaker.state is BreakerState.HALF_OPEN:
+                    provider.breaker.probe_inconclusive()  # the retry below is the probe
+                await self.state.rotate(session.key, session.record, attempt.generation)
                 note("vendor_session_rotated", provider.name)
                 continue  # the same provider, with a new vendor session
             self._blame(provider, action, attempt.failure)
@@ -215,15 +246,26 @@ class Vendors:
         probe = breaker.state is BreakerState.HALF_OPEN
         if probe:
             breaker.probe_started()
-        username, password = self._credentials(provider, params, session, user)
+        if session is not None:
+            attempt.generation = session.record.generation
         try:
+            username, password = self._credentials(provider, params, session, user)
             client = make_client(provider.config.protocol, host, port, username, password)
-        except ValueError as exc:  # a destination no handshake can name (or credentials too long)
+        except (
+            ValueError
+        ) as exc:  # credentials its handshake cannot carry: a config problem, not the vendor's
             if probe:
                 breaker.probe_inconclusive()
-            raise Unresolved(f"cannot ask {provider.name} for {host}:{port}: {exc}") from exc
+            attempt.failure = f"credentials cannot be sent: {exc}"
+            attempt.skipped = True
+            log.error(
+                "provider credentials unusable",
+                extra={"fields": {"provider": provider.name, "error": str(exc)}},
+            )
+            return None
         endpoint = provider.endpoint()
         provider.handshakes += 1
+        provider.pending += 1
         try:
             result = await open_tunnel(endpoint, client, factory, provider.config.handshake_timeout)
         except asyncio.CancelledError:
@@ -242,6 +284,8 @@ class Vendors:
             provider.breaker.succeeded(time.monotonic())
             provider.opened(result[0])
             return result
+        finally:
+            provider.pending -= 1
         self._blame(provider, "failure", attempt.failure)
         return None
 

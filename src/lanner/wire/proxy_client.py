@@ -225,7 +225,7 @@ class Socks5Client:
     """A SOCKS5 CONNECT (RFC 1928), with username/password (RFC 1929) when a username is given."""
 
     def __init__(self, host: str, port: int, username: str | None, password: str | None) -> None:
-        target = _wire_host(host, port)
+        target = wire_host(host, port)
         self._request = bytes((SOCKS5_VERSION, CMD_CONNECT, 0x00)) + encode_address(target, port)
         self._auth = _user_pass_request(username, password)
         self._method = METHOD_NO_AUTH if self._auth is None else METHOD_USER_PASS
@@ -309,7 +309,7 @@ class Socks5Client:
 
 @functools.lru_cache(maxsize=4096)  # a sticky session sends the same request for its whole period
 def _connect_request(host: str, port: int, username: str | None, password: str | None) -> bytes:
-    authority = _authority(_wire_host(host, port), port)
+    authority = _authority(wire_host(host, port), port)
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     credentials = _basic_credentials(username, password)
     if credentials is not None:
@@ -322,7 +322,7 @@ def _check_open(result: Result | None) -> None:
         raise RuntimeError("the handshake is over: later bytes belong to the tunnel, not to this client")
 
 
-def _wire_host(host: str, port: int) -> str:
+def wire_host(host: str, port: int) -> str:
     """`host` as sent (IP literal normalised, name IDNA-encoded); ValueError if it cannot be sent."""
     if not 0 <= port <= 0xFFFF:
         raise ValueError(f"port out of range: {port}")

@@ -311,3 +311,10 @@ def test_an_account_containing_the_separator_carries_params() -> None:
 def test_an_account_containing_the_separator_on_a_not_required_listener() -> None:
     auth = authenticator(User(name="bob_smith", password="pw"))
     assert auth.identify("bob_smith", "pw", required=False).params == NO_PARAMS
+
+
+def test_without_vendors_usernames_are_taken_whole() -> None:
+    plain = Authenticator([User(name="john_doe", password="pw")], required=False, params=None)
+    assert plain.identify("build_agent", "x", required=False).params == NO_PARAMS
+    assert plain.identify("john_doe", "pw", required=True).account == "john_doe"
+    assert plain.identify_basic(b"Bearer token", required=False) == Identity(None, None, NO_PARAMS)

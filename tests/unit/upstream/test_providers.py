@@ -294,3 +294,13 @@ def test_over_rate() -> None:
 def test_endpoints_are_tried_in_turn() -> None:
     tested = make_provider()
     assert [tested.endpoint() for _ in range(3)] == [("127.0.0.1", 9), ("127.0.0.2", 9), ("127.0.0.1", 9)]
+
+
+def test_failures_of_tunnels_begun_before_it_opened_do_not_reopen_it() -> None:
+    tested = breaker(consecutive_failures=2, open_for=30, max_open_for=300)
+    tested.failed(0, "reset")
+    tested.failed(0, "reset")
+    assert state_of(tested) is BreakerState.OPEN and tested.opened == 1
+    for _ in range(50):  # late failures of handshakes in flight when it opened
+        tested.failed(0.5, "reset")
+    assert tested.opened == 1 and tested.reopen_at == 30

@@ -73,7 +73,7 @@ def test_session_state_without_redis_is_local() -> None:
         record = await state.session("s1", expires)
         assert record == SessionRecord(None, 0, expires)
         await state.pin("s1", record, "decodo")
-        await state.rotate("s1", record)
+        await state.rotate("s1", record, record.generation)
         again = await state.session("s1", expires + 1)
         assert (again.pinned, again.generation, again.expires) == ("decodo", 1, expires + 1)
         other = await state.session("s2", expires)
@@ -124,9 +124,9 @@ def test_pin_and_rotation_are_shared(redis_db: None, monkeypatch: pytest.MonkeyP
             await writer.pin("s1", record, "oxylabs")
             seen = await reader.session("s1", expires)
             assert (seen.pinned, seen.generation, seen.expires) == ("oxylabs", 0, expires)
-            await writer.rotate("s1", record)
+            await writer.rotate("s1", record, record.generation)
             assert (await reader.session("s1", expires)).generation == 1
-            await reader.rotate("s1", seen)  # the reader's copy said 0: Redis counts on
+            await reader.rotate("s1", seen, seen.generation)  # the reader's copy said 0: Redis counts on
             assert seen.generation == 2
             assert (await writer.session("s1", expires)).generation == 2
             assert (await reader.session("s2", expires)).pinned is None
@@ -203,7 +203,7 @@ def test_redis_down_falls_back_to_local_state() -> None:
             assert state.failures == 1
             assert not state.shared
             await state.pin("s1", record, "iproyal")
-            await state.rotate("s1", record)
+            await state.rotate("s1", record, record.generation)
             seen = await state.session("s1", expires)
             assert (seen.pinned, seen.generation) == ("iproyal", 1)
             await state.ban("iproyal", 10)
@@ -231,7 +231,7 @@ def test_each_call_survives_redis_down(call: str) -> None:
                 await state.pin("s", record, "a")
                 assert state.local.get("s", time.time()) is record
             else:
-                await state.rotate("s", record)
+                await state.rotate("s", record, record.generation)
                 assert record.generation == 1
             assert state.failures == 1
             assert not state.shared
@@ -254,5 +254,17 @@ def test_a_record_read_from_redis_is_reused_for_a_second(redis_db: None) -> None
         finally:
             await writer.close()
             await reader.close()
+
+    asyncio.run(scenario())
+
+
+def test_parallel_rotations_of_one_session_rotate_it_once() -> None:
+    async def scenario() -> None:
+        local = SessionState(None, 0.1)
+        record = await local.session("s", later())
+        seen = record.generation
+        for _ in range(6):  # six tunnels of one session, each told "IP gone" with generation 0
+            await local.rotate("s", record, seen)
+        assert record.generation == 1
 
     asyncio.run(scenario())

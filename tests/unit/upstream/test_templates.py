@@ -216,6 +216,7 @@ def test_geo_text(value: str, fmt: FieldFormat, text: str) -> None:
         ("u-{country", "a brace that opens no {field}"),
         ("u-country}", "a brace that opens no {field}"),
         ("u-{Country}", "a brace that opens no {field}"),
+        ("u-{ttl}[-s-{session}]", "{ttl} is written only with a session"),
     ],
 )
 def test_bad_templates_are_refused(template: str, problem: str) -> None:
