@@ -322,6 +322,7 @@ def _check_open(result: Result | None) -> None:
         raise RuntimeError("the handshake is over: later bytes belong to the tunnel, not to this client")
 
 
+@functools.lru_cache(maxsize=4096)  # checked on every tunnel; destinations repeat
 def wire_host(host: str, port: int) -> str:
     """`host` as sent (IP literal normalised, name IDNA-encoded); ValueError if it cannot be sent."""
     if not 0 <= port <= 0xFFFF:
