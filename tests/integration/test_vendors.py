@@ -116,13 +116,18 @@ def tunnel_get(lanner: Any, user: str, origin: Origin) -> bytes:
     return get_through(sock)
 
 
-def socks5_raw(lanner: Any, user: str, host: str, port: int, password: str = "secret") -> tuple[bytes, bytes]:
-    """A SOCKS5 CONNECT by hand: (the authentication answer, everything after it up to close or reply)."""
+def socks5_login(lanner: Any, user: str, password: str = "secret") -> tuple[socket.socket, bytes]:
+    """A SOCKS5 greeting and RFC 1929 login by hand: (the socket, the authentication answer)."""
     sock = socket.create_connection(lanner.addr("gw"), timeout=10)
     sock.sendall(b"\x05\x01\x02")
     assert sock.recv(2) == b"\x05\x02"
     sock.sendall(b"\x01" + bytes([len(user)]) + user.encode() + bytes([len(password)]) + password.encode())
-    auth = sock.recv(2)
+    return sock, sock.recv(2)
+
+
+def socks5_raw(lanner: Any, user: str, host: str, port: int, password: str = "secret") -> tuple[bytes, bytes]:
+    """A SOCKS5 CONNECT by hand: (the authentication answer, everything after it up to close or reply)."""
+    sock, auth = socks5_login(lanner, user, password)
     if auth != b"\x01\x00":
         return auth, _read_to_close(sock)
     sock.sendall(b"\x05\x01\x00\x03" + bytes([len(host)]) + host.encode() + struct.pack("!H", port))
@@ -428,11 +433,8 @@ def test_udp_associate_is_refused_where_connections_go_through_a_vendor(
 ) -> None:
     fake = vendor(start_vendor, "acme")
     lanner = start_lanner(gateway([provider("acme", fake)]))
-    sock = socket.create_connection(lanner.addr("gw"), timeout=10)
-    sock.sendall(b"\x05\x01\x02")
-    assert sock.recv(2) == b"\x05\x02"
-    sock.sendall(b"\x01\x05alice\x06secret")
-    assert sock.recv(2) == b"\x01\x00"
+    sock, auth = socks5_login(lanner, "alice")
+    assert auth == b"\x01\x00"
     sock.sendall(b"\x05\x03\x00\x01\x00\x00\x00\x00\x00\x00")  # UDP ASSOCIATE
     assert sock.recv(10)[:2] == b"\x05\x07"  # command not supported: datagrams would bypass the vendor
     sock.close()

@@ -219,6 +219,9 @@ class HttpProxySession(EntryProtocol):
 
     def authenticate(self, head: RequestHead) -> str | None:
         """Who the request is from, as far as keeping an upstream goes (raises AuthFailed)."""
+        listener = self.listener
+        if not listener.auth_required and listener.services.auth.params is None:
+            return None  # no credentials asked for, and no vendor parameters to read from them
         credentials = header_value(head.headers, b"proxy-authorization")
         if credentials is None and not self.listener.auth_required:
             if self.last_auth is not None:  # an earlier request's parameters do not carry over

@@ -21,16 +21,20 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 
-class Candidate(Protocol):
-    """What a strategy reads from a backend."""
+class Weighted(Protocol):
+    """What rendezvous hashing reads: a backend, or a vendor provider."""
 
     @property
     def key(self) -> str:
-        """Stable identity, "host:port"; unique within a pool."""
+        """Stable identity ("host:port", a provider's name); unique within a pool."""
 
     @property
     def weight(self) -> int:
         """Relative share of requests, >= 1."""
+
+
+class Candidate(Weighted, Protocol):
+    """What a strategy reads from a backend."""
 
     @property
     def active(self) -> int:
@@ -38,6 +42,7 @@ class Candidate(Protocol):
 
 
 B = TypeVar("B", bound=Candidate)
+W = TypeVar("W", bound=Weighted)
 
 
 class Strategy(Protocol):
@@ -190,9 +195,7 @@ class HashStrategy:
     def pick(self, candidates: Sequence[B], hash_key: bytes | None) -> B:
         if hash_key is None:
             return self._fallback.pick(candidates, None)
-        # Length-prefixed so that no (hash_key, backend key) pair hashes like another.
-        keyed = hashlib.blake2b(len(hash_key).to_bytes(8, "big"), digest_size=8)
-        keyed.update(hash_key)
+        keyed = _keyed(hash_key)
         best = candidates[0]
         best_score = -1.0
         for candidate in candidates:
@@ -203,10 +206,28 @@ class HashStrategy:
         return best
 
 
+def rendezvous_order(candidates: Sequence[W], hash_key: bytes) -> list[W]:
+    """`candidates` by their rendezvous score for `hash_key`, best first (HashStrategy picks the first)."""
+    keyed = _keyed(hash_key)
+    return sorted(candidates, key=lambda c: (_rendezvous_score(keyed, c), c.key), reverse=True)
+
+
+def _keyed(hash_key: bytes) -> hashlib.blake2b:
+    # Length-prefixed so that no (hash_key, candidate key) pair hashes like another.
+    keyed = hashlib.blake2b(len(hash_key).to_bytes(8, "big"), digest_size=8)
+    keyed.update(hash_key)
+    return keyed
+
+
 _UNIT_STEPS = float(1 << 52)
 
 
-def _rendezvous_score(keyed: hashlib.blake2b, candidate: Candidate) -> float:
+def rendezvous_score(hash_key: bytes, candidate: Weighted) -> float:
+    """One candidate's weighted rendezvous score for `hash_key` (higher wins)."""
+    return _rendezvous_score(_keyed(hash_key), candidate)
+
+
+def _rendezvous_score(keyed: hashlib.blake2b, candidate: Weighted) -> float:
     digest = keyed.copy()
     digest.update(candidate.key.encode())
     draw = int.from_bytes(digest.digest(), "big") >> 12

@@ -157,6 +157,14 @@ class Provider:
         self.failures = 0
         self.traffic_probes = True  # a real tunnel may be a half-open breaker's probe
 
+    @property
+    def key(self) -> str:  # what rendezvous hashing orders providers by (upstream.balance)
+        return self.name
+
+    @property
+    def weight(self) -> int:
+        return self.config.weight
+
     def endpoint(self) -> tuple[str, int]:
         return self.endpoints[next(self._next_endpoint)]
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import random
 import secrets
 import time
@@ -30,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from lanner.config.types import split_hostport
 from lanner.config.vendors import VendorPoolConfig, VendorsConfig
 from lanner.errors import (
     VendorBadDestination,
@@ -40,6 +40,7 @@ from lanner.errors import (
 )
 from lanner.net.tasks import spawn
 from lanner.route.params import RouteParams
+from lanner.upstream.balance import rendezvous_order
 from lanner.upstream.handshake import HandshakeBroken, make_client, open_tunnel
 from lanner.upstream.providers import BreakerState, Provider
 from lanner.upstream.state import SessionRecord, SessionState
@@ -368,8 +369,7 @@ class Vendors:
         order_key = (pool.name, params, session.hash_key)
         ordered = self._orders.get(order_key)
         if ordered is None:  # the same for every tunnel of the session: computed once
-            hash_key = session.hash_key
-            ordered = sorted(self._candidates(pool, params), key=lambda p: _score(hash_key, p), reverse=True)
+            ordered = rendezvous_order(self._candidates(pool, params), session.hash_key)
             _remember(self._orders, order_key, ordered)
         pinned = session.record.pinned
         if pinned is not None and ordered[0].name != pinned:
@@ -412,13 +412,10 @@ class Vendors:
 
     async def _probe(self, provider: Provider) -> None:
         assert self.config.check_target is not None
-        host, _, port = self.config.check_target.rpartition(":")
-        host = host.strip("[]")
+        host, port = split_hostport(self.config.check_target)
         attempt = Attempt(provider)
         try:
-            result = await self._try(
-                provider, RouteParams(), None, "", host, int(port), asyncio.Protocol, attempt
-            )
+            result = await self._try(provider, RouteParams(), None, "", host, port, asyncio.Protocol, attempt)
             if isinstance(result, Refused):
                 self._blame(provider, "failure", attempt.failure)
             elif result is not None:
@@ -448,13 +445,6 @@ def _describe_refusal(refused: Refused) -> str:
     headers = "; ".join(f"{name}: {value}" for name, value in refused.headers)
     body = refused.body[:200].decode("utf-8", "replace")
     return f"HTTP {refused.status} {refused.reason} [{headers}] {body!r}"
-
-
-def _score(hash_key: bytes, provider: Provider) -> float:
-    """Weighted rendezvous score: -weight / ln(u), u uniform in (0, 1) from the key and provider."""
-    digest = hashlib.blake2b(provider.name.encode(), key=hash_key, digest_size=8).digest()
-    unit = (int.from_bytes(digest, "big") + 1) / (2**64 + 1)
-    return -provider.config.weight / math.log(unit)
 
 
 def _weighted_shuffle(providers: list[Provider], rng: random.Random) -> list[Provider]:

@@ -18,6 +18,7 @@ import lanner.upstream.vendors as vendors_module
 from lanner.config.vendors import VendorPoolConfig, VendorsConfig
 from lanner.errors import VendorFailed, VendorTargetFailed, VendorTimeout, VendorUnavailable
 from lanner.route.params import RouteParams
+from lanner.upstream.balance import rendezvous_score
 from lanner.upstream.providers import BreakerState
 from lanner.upstream.state import SessionRecord
 from lanner.upstream.vendors import (
@@ -27,7 +28,6 @@ from lanner.upstream.vendors import (
     Vendors,
     _action,
     _failure,
-    _score,
 )
 from lanner.wire.proxy_client import Refused
 
@@ -70,8 +70,8 @@ def test_score_is_deterministic_for_a_key() -> None:
     first, second = make_vendors(), make_vendors()
     key = hash_key("alice\0cart42")
     for name in NAMES:
-        assert _score(key, first.providers[name]) == _score(key, second.providers[name])
-        assert _score(key, first.providers[name]) > 0
+        assert rendezvous_score(key, first.providers[name]) == rendezvous_score(key, second.providers[name])
+        assert rendezvous_score(key, first.providers[name]) > 0
 
 
 def test_session_order_is_deterministic_and_differs_between_keys() -> None:
