@@ -90,6 +90,7 @@ class Gateway:
             log_connections=config.log.connections,
             worker=worker,
             splice_after_bytes=config.splice_after_bytes,
+            analysis=config.analysis,
         )
         if config.intercept:
             self.services.interception = _interception(config)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import IO, Any
 
+from lanner import cli_flows_db
 from lanner.record import bodies
 from lanner.record.filter import FilterError, Query, parse, parse_optional
 from lanner.record.model import Body, FlowRecord, Headers, header
@@ -56,6 +57,11 @@ def add_commands(commands: Any) -> None:
 
     stats = sub.add_parser("stats", help="counts, status classes and latency percentiles")
     stats.add_argument("filter", nargs="*", metavar="FILTER")
+    stats.add_argument(
+        "--by",
+        choices=["command", "fingerprint"],
+        help="group by Redis command or SQL fingerprint (default with proto:redis / proto:postgres)",
+    )
     stats.set_defaults(func=_stats)
 
     export = sub.add_parser("export", help="write matching flows as HAR 1.2")
@@ -178,6 +184,11 @@ def _row(record: FlowRecord) -> str:
     duration = record.duration
     ms = f"{duration * 1000:.1f}" if duration is not None else "-"
     size = _size(record.response_body.size)
+    if record.proto in cli_flows_db.PROTOCOLS:  # a Redis command or SQL statement
+        status = cli_flows_db.row_status(record)
+        error = f"  ! {record.error}" if record.error else ""
+        columns = f"{record.id:>8}  {when:<12}  {record.method[:7]:<7} {status:>6} {ms:>8} {size:>8}"
+        return f"{columns}  {cli_flows_db.row_target(record)}{error}"
     if record.proto == "websocket":  # a message: its direction and payload size
         sent = record.reason == "send"
         status, ms = ("ws->" if sent else "ws<-"), "-"
@@ -217,8 +228,23 @@ def _json_line(record: FlowRecord) -> str:
             "listener": record.listener,
             "client": record.client,
             "user": record.user,
+            **_db_fields(record),
         }
     )
+
+
+def _db_fields(record: FlowRecord) -> dict[str, Any]:
+    if record.proto not in cli_flows_db.PROTOCOLS:
+        return {}
+    return {
+        "command": record.command,
+        "statement": record.statement,
+        "fingerprint": record.fingerprint,
+        "sqlstate": record.sqlstate,
+        "rows": record.rows,
+        "category": record.category,
+        "reply": record.reason,
+    }
 
 
 # --- show -----------------------------------------------------------------------------
@@ -241,12 +267,22 @@ def _show(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(body.data)
         sys.stdout.flush()
         return 0
+    if args.json and record.proto in cli_flows_db.PROTOCOLS:
+        print(
+            json.dumps(
+                {**json.loads(_json_line(record)), "keys": record.keys, "notes": record.notes}, indent=2
+            )
+        )
+        return 0
     if args.json:
         from lanner.record.har import entry
 
         print(json.dumps(entry(record), indent=2, ensure_ascii=False))
         return 0
     out = sys.stdout
+    if record.proto in cli_flows_db.PROTOCOLS:
+        cli_flows_db.show(out, record, connection)
+        return 0
     duration = record.duration
     took = f"{duration * 1000:.1f} ms" if duration is not None else "incomplete"
     out.write(f"flow {record.id}  {record.method} {record.url}\n")
@@ -366,9 +402,11 @@ def _body_text(record: FlowRecord, side: str, headers: Headers, body: Body) -> s
 @_command
 def _stats(args: argparse.Namespace) -> int:
     query = _query(args.filter)
+    by = args.by or cli_flows_db.grouping(query)
     store = _open(args)
     try:
         stats = store.stats(query)
+        groups = store.group_stats(query, by) if by else []
     finally:
         store.close()
     print(f"flows        {stats.flows}")
@@ -376,7 +414,9 @@ def _stats(args: argparse.Namespace) -> int:
     print(f"store size   {_size(stats.db_bytes)}")
     classes = "  ".join(f"{name} {count}" for name, count in stats.status_classes.items())
     print(f"status       {classes or '-'}")
-    if stats.latency:
+    if by:
+        cli_flows_db.print_groups(by, groups)
+    elif stats.latency:
         print(f"\n{'HOST':<32} {'PATH':<24} {'FLOWS':>8} {'P50 MS':>9} {'P95 MS':>9} {'P99 MS':>9}")
         for host, group, count, p50, p95, p99 in stats.latency:
             cells = " ".join(f"{v:>9.1f}" if v is not None else f"{'-':>9}" for v in (p50, p95, p99))

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from lanner.config.analysis import AnalysisConfig, Analyze
 from lanner.config.pools import PoolConfig, ProxyProtocolConfig, ReverseRoute
 from lanner.config.types import (
     DEFAULT_BIND,
@@ -63,9 +64,6 @@ class Rule(_Frozen):
     clients: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
         default_factory=list, description="client addresses (after PROXY protocol) the rule applies to"
     )
-
-
-Analyze = Literal["http", "none"]
 
 
 class RedactConfig(_Frozen):
@@ -209,7 +207,9 @@ class ListenerConfig(_Frozen):
         None, description="forward listener: tunnel through this vendor pool (default: connect directly)"
     )
     analyze: Analyze | None = Field(
-        None, description="parse and record traffic: forward default http (plain HTTP), tcp default none"
+        None,
+        description="parse and record traffic as http, redis or postgres; auto: by port, then by sniffing"
+        " (default for tcp and tls listeners); forward and reverse listeners: http (default) or none",
     )
     limits: Limits | None = None
 
@@ -239,6 +239,8 @@ class ListenerConfig(_Frozen):
             raise ValueError("certificates apply to tls and reverse listeners only")
         if self.upstream_pool is not None and self.type != "forward":
             raise ValueError("upstream_pool applies to forward listeners only")
+        if self.analyze not in (None, "http", "none") and self.type in ("forward", "reverse", "router"):
+            raise ValueError(f"{self.type} listeners analyze http or none (tunnels follow analysis.tunnels)")
         return self
 
 
@@ -261,6 +263,9 @@ class Config(_Frozen):
     dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
     data_dir: str = Field("./lanner-data", description="where lanner keeps its store and its CA")
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())
+    analysis: AnalysisConfig = Field(
+        default_factory=lambda: AnalysisConfig(), description="Redis, PostgreSQL and HTTP analysis"
+    )
     intercept: list[InterceptRule] = Field(default_factory=list, description="tunnels to open up (MITM)")
     pools: list[PoolConfig] = Field(default_factory=list, description="backend pools of reverse listeners")
     vendors: VendorsConfig = Field(
@@ -307,7 +312,9 @@ class Config(_Frozen):
     def analyze_for(self, listener: ListenerConfig) -> Analyze:
         if listener.analyze is not None:
             return listener.analyze
-        return "http" if listener.type in ("forward", "reverse") else "none"
+        if listener.type in ("forward", "reverse"):
+            return "http"
+        return "auto" if listener.type in ("tcp", "tls") else "none"
 
     @property
     def ca_dir(self) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lanner.errors import GatewayError, Outcome
+from lanner.net.analyze_db import analyzed_ends, tap_for
 from lanner.net.conn import Conn
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
@@ -124,9 +125,12 @@ class EntryProtocol(asyncio.Protocol):
         if interception is not None:
             rule = interception.rule_for(self.listener.name, self.conn.account, host, port)
         if rule is None:
+            conn = self.conn
+            tap = tap_for(self.listener, conn, host, port, tunnel=True)
             link(
-                self.conn, self.transport, upstream, early, client_eof=client_eof, client_paused=client_paused
-            )
+                conn, self.transport, upstream, early, client_eof=client_eof, client_paused=client_paused,
+                client_end=analyzed_ends(conn, tap, upstream) if tap is not None else None,
+            )  # fmt: skip
             return
         from lanner.entry.intercept import TunnelOpener  # the intercept entry builds on this module
 

@@ -1,4 +1,4 @@
-"""The plain L4 entry: every connection goes to the listener's fixed target (analyzed if asked).
+"""The plain L4 entry: every connection goes to the listener's fixed target (analyzed: net/analyze_db.py).
 
 The tls listener's entry (`entry/tls_terminate.py`) is this one behind TLS termination.
 """
@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from lanner.config.model import split_hostport
 from lanner.entry.base import EntryProtocol
-from lanner.net.analyze import AnalyzedClientEnd, AnalyzedUpstreamEnd, Tap
+from lanner.net.analyze_db import analyzed_ends, tap_for
 from lanner.net.listener import ListenerRuntime
 from lanner.net.relay import UpstreamEnd, link
-from lanner.record.convert import Origin
 
 
 class TcpEntry(EntryProtocol):
@@ -50,17 +49,12 @@ class TcpEntry(EntryProtocol):
         if target is None:
             return
         host, port = target
-        conn, recorder = self.conn, self.listener.recorder
-        tap = None
-        if recorder is not None:
-            uid = recorder.uid(conn)
-            origin = Origin(uid, self.listener.name, conn.client_text, None, self.scheme, host, port)
-            tap = Tap(conn, recorder, origin, recorder.max_body)
-        end = (lambda: AnalyzedUpstreamEnd(conn, tap)) if tap is not None else None
-        upstream = await self.dial_tunnel(host, port, end)
+        upstream = await self.dial_tunnel(host, port)
         if upstream is None:
             return
         await self.secure(upstream, host)
+        conn = self.conn
+        tap = tap_for(self.listener, conn, host, port, spliceable=self.spliceable, scheme=self.scheme)
         link(
             conn,
             self.transport,
@@ -68,6 +62,6 @@ class TcpEntry(EntryProtocol):
             b"".join(self.early),
             client_eof=self.client_eof,
             client_paused=True,
-            client_end=AnalyzedClientEnd(conn, tap) if tap is not None else None,
+            client_end=analyzed_ends(conn, tap, upstream) if tap is not None else None,
             spliceable=self.spliceable,
         )

@@ -182,7 +182,8 @@ class Tap:
 
 
 class AnalyzedClientEnd(ClientEnd):
-    __slots__ = ("tap",)
+    __slots__ = ()
+    tap: Analysis
 
     def __init__(self, conn: Conn, tap: Analysis) -> None:
         super().__init__(conn)
@@ -203,7 +204,8 @@ class AnalyzedClientEnd(ClientEnd):
 
 
 class AnalyzedUpstreamEnd(UpstreamEnd):
-    __slots__ = ("tap",)
+    __slots__ = ()
+    tap: Analysis
 
     def __init__(self, conn: Conn, tap: Analysis) -> None:
         super().__init__(conn)

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lanner.config.model import Analyze, Limits, ListenerConfig, RouteConfig, split_hostport
+from lanner.config.analysis import AnalysisConfig, Analyze
+from lanner.config.model import Limits, ListenerConfig, RouteConfig, split_hostport
 from lanner.config.pools import ReverseRoute
 from lanner.net.conn import Conn
 from lanner.net.resolver import Resolver
@@ -48,6 +49,7 @@ class Services:
     worker: int | None = None  # set when several processes share the listeners
     splice_after_bytes: int = 0  # see lanner.net.splice
     recorder: Recorder | None = None  # see lanner.record.recorder
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)  # see lanner.net.analyze_db
     interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
     upstreams: Upstreams | None = None  # see lanner.upstream.registry; None: no pools
     vendors: Vendors | None = None  # see lanner.upstream.vendors; None: no providers
@@ -68,7 +70,8 @@ class ListenerRuntime:
     ) -> None:
         self.config = config
         # The recorder this listener's analyzed traffic goes to (None: not analyzed).
-        self.recorder = services.recorder if analyze == "http" else None
+        self.recorder = services.recorder if analyze != "none" else None
+        self.analyze = analyze
         self.name = config.name
         self.limits = limits
         self.services = services

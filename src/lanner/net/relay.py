@@ -11,6 +11,7 @@ flowing; the tunnel ends when both sides have sent EOF or either is lost.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from lanner.errors import Outcome
 from lanner.net import splice
@@ -22,7 +23,10 @@ SPLICE_DRAIN_CHECKS = 50
 
 
 class _End(asyncio.Protocol):
-    __slots__ = ("conn", "transport", "peer", "eof", "lost", "splice_budget", "draining")
+    # `tap` is set by the analyzing subclasses only (net/analyze.py); it lives here so that an end
+    # can change class between plain and analyzing (same layout) when analysis starts or stops.
+    __slots__ = ("conn", "transport", "peer", "eof", "lost", "splice_budget", "draining", "tap")
+    tap: Any  # an `analyze.Analysis`, on analyzing ends only
 
     def __init__(self, conn: Conn) -> None:
         self.conn = conn

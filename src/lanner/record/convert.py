@@ -10,7 +10,7 @@ event loop.
 from __future__ import annotations
 
 from itertools import chain
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from lanner.record.model import Body, FlowRecord, Headers
 from lanner.wire.http1 import Headers as WireHeaders
@@ -129,6 +129,15 @@ class WsItem(NamedTuple):
     time: float
     close_code: int | None
     close_reason: str
+
+
+class DbItem(NamedTuple):
+    """A Redis or PostgreSQL analyzer event as queued for the writer (plain, picklable data)."""
+
+    origin: Origin
+    event: Any  # a wire.resp or wire.postgres event
+    database: str | None = None  # PostgreSQL: the session's database
+    cancels: str | None = None  # a CancelRequest: the uid of the connection whose session it cancels
 
 
 WS_OPCODES = {0: "CONT", 1: "TEXT", 2: "BINARY", 8: "CLOSE", 9: "PING", 10: "PONG"}

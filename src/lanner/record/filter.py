@@ -21,7 +21,7 @@ from typing import Final, Literal
 
 from lanner.config.model import parse_duration, parse_size
 
-Op = Literal["=", "glob", "<", "<=", ">", ">=", "range", "text", "any"]
+Op = Literal["=", "glob", "<", "<=", ">", ">=", "range", "text", "any", "contains"]
 Value = str | int | float | tuple[float, float]
 
 # field -> kind of value
@@ -37,13 +37,19 @@ _STRING_FIELDS: Final = (
     "listener",
     "client",
     "error",
+    "cmd",
+    "key",
+    "sqlstate",
+    "fingerprint",
+    "category",
 )
+_CONTAINS_FIELDS: Final = ("sql",)  # a substring, case-insensitive; `*` a wildcard unless quoted
 _TEXT_FIELDS: Final = ("body", "header")
-_NUMBER_FIELDS: Final = ("status", "duration", "size", "id")
+_NUMBER_FIELDS: Final = ("status", "duration", "size", "id", "rows")
 _TIME_FIELDS: Final = ("since", "until")
-FIELDS: Final = _STRING_FIELDS + _TEXT_FIELDS + _NUMBER_FIELDS + _TIME_FIELDS
-_LOWERCASE: Final = ("host", "proto", "scheme")
-_UPPERCASE: Final = ("method",)
+FIELDS: Final = _STRING_FIELDS + _CONTAINS_FIELDS + _TEXT_FIELDS + _NUMBER_FIELDS + _TIME_FIELDS
+_LOWERCASE: Final = ("host", "proto", "scheme", "fingerprint", "category")
+_UPPERCASE: Final = ("method", "cmd", "sqlstate")
 
 
 class FilterError(ValueError):
@@ -252,6 +258,8 @@ def _word(token: _Token, now: float) -> Term:
     position = token.position + len(field) + 1
     if value == "":
         raise FilterError(f"{field}: needs a value", position)
+    if field in _CONTAINS_FIELDS:
+        return Term(field, "glob" if "*" in value and not token.quoted else "contains", value)
     if token.quoted:
         return _quoted(field, value, position)
     if field in _TEXT_FIELDS:
@@ -271,7 +279,12 @@ def _quoted(field: str, value: str, position: int) -> Term:
     raise FilterError(f"{field}: takes a number, not a quoted string", position)
 
 
+_PROTO_ALIASES: Final = {"postgresql": "postgres", "pg": "postgres"}
+
+
 def _case(field: str, value: str) -> str:
+    if field == "proto":
+        return _PROTO_ALIASES.get(value.lower(), value.lower())
     if field in _LOWERCASE:
         return value.lower()
     if field in _UPPERCASE:

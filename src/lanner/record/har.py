@@ -33,10 +33,14 @@ class HarError(ValueError):
 Messages = Callable[[FlowRecord], list[FlowRecord]]
 
 
+NOT_HTTP = (WEBSOCKET, "redis", "postgres")
+
+
 def write_har(out: IO[str], flows: Iterable[FlowRecord], messages: Messages | None = None) -> int:
     """Stream a HAR log of `flows` (whole records, with bodies) to `out`; the number of entries.
 
-    WebSocket messages are not entries of their own: `messages(upgrade)` gives
+    Redis and PostgreSQL flows are not HTTP and are left out. WebSocket
+    messages are not entries of their own: `messages(upgrade)` gives
     those of an upgrade's connection, written under its entry in the de-facto
     `_webSocketMessages` field (as Chromium DevTools exports them).
     """
@@ -44,7 +48,7 @@ def write_har(out: IO[str], flows: Iterable[FlowRecord], messages: Messages | No
     out.write(f'{{"log": {{"version": "1.2", "creator": {creator}, "pages": [], "entries": [\n')
     count = 0
     for record in flows:
-        if record.proto == WEBSOCKET:
+        if record.proto in NOT_HTTP:
             continue
         item = entry(record)
         if messages is not None and record.notes.get("upgraded") == "101":

@@ -62,11 +62,19 @@ class ConnectionRecord:
 
 @dataclass(slots=True)
 class FlowRecord:
-    """One HTTP exchange or WebSocket message (later also a Redis command, SQL query).
+    """One HTTP exchange, WebSocket message, Redis command or PostgreSQL statement.
 
     A WebSocket message has proto "websocket", its opcode's name as `method`,
     its direction ("send" or "receive") as `reason`, and its payload as the
     request body (sent by the client) or the response body (by the server).
+
+    A Redis command (proto "redis") or SQL statement (proto "postgres") has its
+    command name or SQL verb as `method`, its database as `path` ("/0",
+    "/orders"), the command line or SQL text as `command` (and request body),
+    its reply or result summary as `reason` and response body, and `error`
+    when the server refused it. PostgreSQL adds the normalized SQL as
+    `statement`, its `fingerprint`, `sqlstate` and `rows`; both add `keys`
+    (Redis keys) and `category`; everything else is in `notes`.
 
     `id` is assigned by the store when the flow is written (0 before).
     """
@@ -97,6 +105,13 @@ class FlowRecord:
     client: str = ""
     user: str | None = None
     notes: dict[str, str] = field(default_factory=dict)  # e.g. decode errors, "upgraded"
+    command: str = ""  # Redis command line or SQL text
+    statement: str = ""  # normalized SQL (literals as $n), or the Redis command name
+    fingerprint: str | None = None  # of the normalized SQL: the same query with other literals groups with it
+    sqlstate: str | None = None
+    rows: int | None = None  # rows returned or affected
+    category: str | None = None  # read, write, admin, pubsub, transaction, scripting, connection, ...
+    keys: list[str] = field(default_factory=list)
     # Decoded text of both bodies (capped), set by the recorder for the store's full-text
     # index; not stored as such and empty on flows read back.
     search_text: str = ""
@@ -104,7 +119,7 @@ class FlowRecord:
 
     @property
     def url(self) -> str:
-        default = 443 if self.scheme == "https" else 80
+        default = {"https": 443, "redis": 6379, "postgres": 5432}.get(self.scheme, 80)
         authority = self.host if self.port in (0, default) else f"{self.host}:{self.port}"
         if ":" in self.host and not self.host.startswith("["):
             authority = f"[{self.host}]" if self.port in (0, default) else f"[{self.host}]:{self.port}"
@@ -128,3 +143,17 @@ class StoreStats:
     # (host, path group) -> count, p50, p95, p99 durations in ms
     latency: list[tuple[str, str, int, float | None, float | None, float | None]]
     db_bytes: int = 0
+
+
+@dataclass(slots=True)
+class GroupStats:
+    """One line of `lanner flows stats` for Redis (by command) or PostgreSQL (by fingerprint)."""
+
+    group: str  # the command name, or the fingerprint
+    text: str  # the command name, or the normalized SQL
+    calls: int
+    errors: int
+    rows: int
+    p50: float | None  # milliseconds
+    p95: float | None
+    p99: float | None

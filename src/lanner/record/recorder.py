@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from lanner.config.model import RecordConfig
 from lanner.record import bodies
-from lanner.record.convert import Origin, Packed, WsItem, flow, pack, ws_flow
+from lanner.record.convert import DbItem, Origin, Packed, WsItem, flow, pack, ws_flow
+from lanner.record.convert_db import db_flow
 from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.redact import Redactor
 from lanner.record.store import Store, StoreError
@@ -48,8 +49,8 @@ WAKE_INTERVAL = 0.1
 SEARCH_TEXT_LIMIT = 16 * 1024
 
 StoreFactory = Callable[[], Store]
-Item = Packed | WsItem | ConnectionRecord  # what a sink receives
-_Queued = tuple[Exchange, Origin] | WsItem | ConnectionRecord
+Item = Packed | WsItem | DbItem | ConnectionRecord  # what a sink receives
+_Queued = tuple[Exchange, Origin] | WsItem | DbItem | ConnectionRecord
 
 
 class Sampler:
@@ -118,6 +119,13 @@ class Recorder:
         """A WebSocket message (always kept: its upgrade exchange was)."""
         self._put(item)
 
+    def db_event(self, item: DbItem) -> None:
+        """A Redis or PostgreSQL event; `record.sample` applies (errors are always kept)."""
+        if not self.sampler.everything and random.random() >= self.sampler.rate and not _failed(item):
+            self.sampled_out += 1
+            return
+        self._put(item)
+
     def connection(self, conn: Conn) -> None:
         now = time.time()
         self._put(
@@ -135,7 +143,7 @@ class Recorder:
                 down=conn.down,
                 requests=conn.requests,
                 outcome=conn.outcome.value if conn.outcome is not None else "ok",
-                detail=conn.detail or None,
+                detail=conn.detail or _analysis_note(conn),
                 worker=conn.listener.services.worker,
             )
         )
@@ -200,6 +208,22 @@ class Recorder:
         return [queue.popleft() for _ in range(size)]
 
 
+def _failed(item: DbItem) -> bool:
+    event = item.event
+    if getattr(event, "error", None) is not None:
+        return True
+    reply = getattr(event, "reply", None)
+    return reply is not None and reply.error is not None
+
+
+def _analysis_note(conn: Conn) -> str | None:
+    """Why analysis of a connection stopped (a protocol mismatch, an encrypted session), if it did."""
+    notes = conn.notes
+    if notes and "analysis" in notes:
+        return f"analysis: {notes['analysis']}"
+    return None
+
+
 class StoreWriter:
     """The writing end: packed items -> records -> one store transaction per batch."""
 
@@ -236,7 +260,13 @@ class StoreWriter:
                 connections.append(item)
                 continue
             try:
-                record = ws_flow(item) if type(item) is WsItem else flow(item)  # type: ignore[arg-type]
+                kind = type(item)
+                if kind is DbItem:
+                    record = db_flow(item)  # type: ignore[arg-type]
+                elif kind is WsItem:
+                    record = ws_flow(item)  # type: ignore[arg-type]
+                else:
+                    record = flow(item)  # type: ignore[arg-type]
                 self.redactor.apply(record)
                 record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             except Exception:  # a bug here must cost one flow, not the batch or the writer

@@ -22,10 +22,10 @@ from typing import Any, Final
 
 from lanner.record import bodies
 from lanner.record.filter import And, Node, Not, Or, Query, Term
-from lanner.record.model import Body, ConnectionRecord, FlowRecord, Headers, StoreStats
+from lanner.record.model import Body, ConnectionRecord, FlowRecord, GroupStats, Headers, StoreStats
 from lanner.record.store import StoreError
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 PRUNE_BATCH: Final = 2000
 VACUUM_BATCH: Final = 2048  # pages
 ANALYSIS_LIMIT: Final = 10000  # rows ANALYZE samples per index (1,000 could not tell host from method)
@@ -48,7 +48,9 @@ CREATE TABLE IF NOT EXISTS flows (
     request_ended REAL, response_started REAL, response_ended REAL,
     request_size INTEGER NOT NULL, request_truncated INTEGER NOT NULL,
     response_size INTEGER NOT NULL, response_truncated INTEGER NOT NULL,
-    error TEXT, listener TEXT NOT NULL, client TEXT NOT NULL, user TEXT
+    error TEXT, listener TEXT NOT NULL, client TEXT NOT NULL, user TEXT,
+    command TEXT NOT NULL DEFAULT '', statement TEXT NOT NULL DEFAULT '', fingerprint TEXT, sqlstate TEXT,
+    rows INTEGER, category TEXT
 );
 CREATE INDEX IF NOT EXISTS flows_started ON flows (started);
 CREATE INDEX IF NOT EXISTS flows_host ON flows (host);
@@ -58,6 +60,11 @@ CREATE INDEX IF NOT EXISTS flows_path ON flows (path);
 CREATE INDEX IF NOT EXISTS flows_proto ON flows (proto);
 CREATE INDEX IF NOT EXISTS flows_duration ON flows (duration_ms);
 CREATE INDEX IF NOT EXISTS flows_conn ON flows (conn_uid);
+CREATE INDEX IF NOT EXISTS flows_fingerprint ON flows (fingerprint) WHERE fingerprint IS NOT NULL;
+CREATE INDEX IF NOT EXISTS flows_sqlstate ON flows (sqlstate) WHERE sqlstate IS NOT NULL;
+CREATE TABLE IF NOT EXISTS flow_keys (flow_id INTEGER NOT NULL, key TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS flow_keys_key ON flow_keys (key);
+CREATE INDEX IF NOT EXISTS flow_keys_flow ON flow_keys (flow_id);
 CREATE TABLE IF NOT EXISTS flow_details (
     flow_id INTEGER PRIMARY KEY, meta TEXT NOT NULL,
     request_codec TEXT NOT NULL, request_body BLOB NOT NULL, request_head INTEGER NOT NULL,
@@ -69,9 +76,20 @@ CREATE VIRTUAL TABLE IF NOT EXISTS flows_fts USING fts5 (url, headers, body, col
 _FLOW_COLUMNS: Final = (
     "id, conn_uid, proto, started, method, scheme, host, port, path, url, http_version, status, reason,"
     " duration_ms, request_ended, response_started, response_ended, request_size, request_truncated,"
-    " response_size, response_truncated, error, listener, client, user"
+    " response_size, response_truncated, error, listener, client, user,"
+    " command, statement, fingerprint, sqlstate, rows, category"
 )
-_INSERT_FLOW: Final = f"INSERT INTO flows ({_FLOW_COLUMNS}) VALUES ({', '.join('?' * 25)})"
+_INSERT_FLOW: Final = f"INSERT INTO flows ({_FLOW_COLUMNS}) VALUES ({', '.join('?' * 31)})"
+_INSERT_KEY: Final = "INSERT INTO flow_keys (flow_id, key) VALUES (?, ?)"
+# Version 1 stores (HTTP only) gain the Redis and PostgreSQL columns in place.
+_MIGRATE_1: Final = """
+ALTER TABLE flows ADD COLUMN command TEXT NOT NULL DEFAULT '';
+ALTER TABLE flows ADD COLUMN statement TEXT NOT NULL DEFAULT '';
+ALTER TABLE flows ADD COLUMN fingerprint TEXT;
+ALTER TABLE flows ADD COLUMN sqlstate TEXT;
+ALTER TABLE flows ADD COLUMN rows INTEGER;
+ALTER TABLE flows ADD COLUMN category TEXT;
+"""
 _INSERT_DETAILS: Final = "INSERT INTO flow_details VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_FTS: Final = "INSERT INTO flows_fts (rowid, url, headers, body) VALUES (?, ?, ?, ?)"
 _CONNECTION_COLUMNS: Final = ", ".join(
@@ -87,7 +105,8 @@ _COLUMNS: Final = {
     "host": "host", "method": "method", "path": "path", "url": "url", "proto": "proto",
     "scheme": "scheme", "conn": "conn_uid", "user": "user", "listener": "listener",
     "client": "client", "error": "error", "status": "status", "duration": "duration_ms",
-    "size": "response_size", "id": "id", "started": "started",
+    "size": "response_size", "id": "id", "started": "started", "cmd": "method", "sqlstate": "sqlstate",
+    "fingerprint": "fingerprint", "rows": "rows", "category": "category",
 }  # fmt: skip
 _FTS_COLUMNS: Final = {"text": "", "body": "body", "header": "headers"}
 
@@ -138,6 +157,8 @@ class SqliteStore:
         db = self.db
         if self.readonly:
             version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                raise StoreError(f"{self.path} is an older lanner flow store: `lanner run` upgrades it")
             if version != SCHEMA_VERSION:
                 raise StoreError(f"{self.path} is not a lanner flow store (schema {version})")
             return
@@ -151,10 +172,19 @@ class SqliteStore:
         db.execute("PRAGMA cache_size = -65536")
         db.execute("PRAGMA wal_autocheckpoint = 10000")
         version = db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             raise StoreError(f"{self.path} has schema version {version}; this lanner knows {SCHEMA_VERSION}")
         if version == 0:  # IF NOT EXISTS: two workers may create it at once
             db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+        elif version == 1:
+            db.execute("BEGIN IMMEDIATE")
+            if db.execute("PRAGMA user_version").fetchone()[0] == 1:  # another worker may have done it
+                for statement in filter(str.strip, _MIGRATE_1.split(";")):
+                    db.execute(statement)
+                for statement in filter(str.strip, _SCHEMA.split(";")):
+                    db.execute(statement)  # the new tables and indexes (IF NOT EXISTS)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
 
     # --- writing --------------------------------------------------------------------------
 
@@ -172,6 +202,9 @@ class SqliteStore:
                         db.executemany(_INSERT_FLOW, [_flow_row(f) for f in flows])
                         db.executemany(_INSERT_DETAILS, [_details_row(f) for f in flows])
                         db.executemany(_INSERT_FTS, [_fts_row(f) for f in flows])
+                        keys = [(f.id, key) for f in flows if f.keys for key in f.keys]
+                        if keys:
+                            db.executemany(_INSERT_KEY, keys)
                 except BaseException:
                     for record in flows:
                         record.id = 0
@@ -224,6 +257,7 @@ class SqliteStore:
             record.response_trailers = _headers(extra["response_trailers"])
             record.interim = list(extra["interim"])
             record.notes = dict(extra["notes"])
+            record.keys = list(extra.get("keys", ()))
             try:
                 record.request_body.data = bodies.decompress(req_codec, req_blob)
                 record.response_body.data = bodies.decompress(resp_codec, resp_blob)
@@ -273,6 +307,33 @@ class SqliteStore:
             p50, p95, p99 = _percentiles(durations)
             latency.append((host, group, count, p50, p95, p99))
         return StoreStats(flows, connections, classes, latency, self.size())
+
+    def group_stats(self, query: Query | None, by: str) -> list[GroupStats]:
+        """Calls, errors, rows and latency percentiles per Redis command or per SQL fingerprint."""
+        where, params = _where(query)
+        if by == "fingerprint":  # statements the server ran (not prepares or session events)
+            column, only = "fingerprint", "AND category IN ('simple', 'extended', 'function')"
+        elif by == "command":
+            column, only = "method", "AND proto = 'redis'"
+        else:
+            raise ValueError(f"cannot group by {by!r}")
+        groups = self._rows(
+            f"SELECT {column}, max(statement), count(*), count(error), coalesce(sum(rows), 0) FROM flows"
+            f" WHERE ({where}) AND {column} IS NOT NULL {only} GROUP BY 1 ORDER BY 3 DESC LIMIT ?",
+            [*params, STATS_GROUPS],
+        )
+        found = []
+        for group, text, calls, errors, rows in groups:
+            durations = [
+                row[0]
+                for row in self._rows(
+                    f"SELECT duration_ms FROM flows WHERE ({where}) AND {column} = ? {only}"
+                    " AND duration_ms IS NOT NULL",
+                    [*params, group],
+                )
+            ]
+            found.append(GroupStats(group, text, calls, errors, rows, *_percentiles(durations)))
+        return found
 
     def size(self) -> int:
         """Bytes the database uses (its pages in use, not counting free pages)."""
@@ -336,7 +397,13 @@ class SqliteStore:
     def _delete(self, ids: list[int]) -> int:
         marks = ", ".join("?" * len(ids))
         with self._transaction():
-            for table, column in (("flows", "id"), ("flow_details", "flow_id"), ("flows_fts", "rowid")):
+            tables = (
+                ("flows", "id"),
+                ("flow_details", "flow_id"),
+                ("flows_fts", "rowid"),
+                ("flow_keys", "flow_id"),
+            )
+            for table, column in tables:
                 self.db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
         return len(ids)
 
@@ -370,6 +437,7 @@ def _flow_row(f: FlowRecord) -> tuple[Any, ...]:
         f.request_body.size, int(f.request_body.truncated),
         f.response_body.size, int(f.response_body.truncated),
         f.error, f.listener, f.client, f.user,
+        f.command, f.statement, f.fingerprint, f.sqlstate, f.rows, f.category,
     )  # fmt: skip
 
 
@@ -382,6 +450,7 @@ def _details_row(f: FlowRecord) -> tuple[Any, ...]:
             "response_trailers": f.response_trailers,
             "interim": f.interim,
             "notes": f.notes,
+            "keys": f.keys,
         }
     )
     req_codec, req_blob = bodies.compress(f.request_body.data)
@@ -409,13 +478,15 @@ def _flow(row: Sequence[Any]) -> FlowRecord:
         flow_id, conn_uid, proto, started, method, scheme, host, port, path, _url, http_version, status,
         reason, _duration, request_ended, response_started, response_ended, request_size, request_truncated,
         response_size, response_truncated, error, listener, client, user,
+        command, statement, fingerprint, sqlstate, rows, category,
     ) = row  # fmt: skip
     return FlowRecord(
         conn_uid=conn_uid, proto=proto, started=started, method=method, scheme=scheme, host=host, port=port,
         path=path, http_version=http_version, request_body=Body(b"", request_size, bool(request_truncated)),
         request_ended=request_ended, status=status, reason=reason, response_started=response_started,
         response_body=Body(b"", response_size, bool(response_truncated)), response_ended=response_ended,
-        error=error, listener=listener, client=client, user=user, id=flow_id,
+        error=error, listener=listener, client=client, user=user, id=flow_id, command=command,
+        statement=statement, fingerprint=fingerprint, sqlstate=sqlstate, rows=rows, category=category,
     )  # fmt: skip
 
 
@@ -467,6 +538,14 @@ def _term(term: Term, params: list[Any]) -> str:
         phrase = '"' + str(term.value).replace('"', '""') + '"'
         params.append(f"{column} : {phrase}" if column else phrase)
         return "id IN (SELECT rowid FROM flows_fts WHERE flows_fts MATCH ?)"
+    if term.field == "key":
+        params.append(_glob(str(term.value)) if term.op == "glob" else term.value)
+        operator = "GLOB" if term.op == "glob" else "="
+        return f"id IN (SELECT flow_id FROM flow_keys WHERE key {operator} ?)"
+    if term.field == "sql":  # a case-insensitive substring of the statement; unquoted, `*` matches anything
+        text = str(term.value).lower()
+        params.append("*" + (_glob(text) if term.op == "glob" else _literal(text)) + "*")
+        return "lower(command) GLOB ?"
     column = _COLUMNS[term.field]
     if term.op == "any":
         return f"({column} IS NOT NULL AND {column} != '')"
@@ -479,6 +558,11 @@ def _term(term: Term, params: list[Any]) -> str:
         return f"{column} BETWEEN ? AND ?"
     params.append(term.value)
     return f"{column} {term.op} ?"
+
+
+def _literal(text: str) -> str:
+    """Text matched as itself by GLOB."""
+    return "".join(f"[{char}]" if char in "[]?*" else char for char in text)
 
 
 def _glob(pattern: str) -> str:

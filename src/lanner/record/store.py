@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from lanner.record.model import ConnectionRecord, FlowRecord, StoreStats
+from lanner.record.model import ConnectionRecord, FlowRecord, GroupStats, StoreStats
 
 if TYPE_CHECKING:
     from lanner.record.filter import Query
@@ -46,6 +46,9 @@ class Store(Protocol):
         """Connection records, most recently ended first, ended before `before_ended` (the cursor)."""
 
     def stats(self, query: Query | None) -> StoreStats: ...
+
+    def group_stats(self, query: Query | None, by: str) -> list[GroupStats]:
+        """Per Redis command (`by="command"`) or per SQL fingerprint (`by="fingerprint"`), busiest first."""
 
     def prune(self, max_age: float | None, max_bytes: int | None, now: float) -> int:
         """Delete the oldest flows and connections past either bound, in small batches; the count."""
