@@ -822,7 +822,7 @@ def test_events_before_a_violation_in_the_same_chunk_are_kept() -> None:
 
 # -- hypothesis: generated conversations, every chunking --
 
-FUZZ = settings(max_examples=2500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 LIMITS = st.sampled_from(
     [
         {},
