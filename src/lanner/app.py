@@ -172,7 +172,7 @@ class Gateway:
             await asyncio.to_thread(self.services.recorder.stop)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; apply its pools and reverse routes, or keep the running ones.
+        """SIGHUP: re-read the config file; apply its pools, reverse routes, vendors and analysis settings.
 
         Until the control plane's full hot reload lands, other changes (listeners, rules, recording)
         need a restart; they are named in the log. Connections open now keep the routes they started with.
@@ -195,6 +195,7 @@ class Gateway:
         if upstreams is not None:
             upstreams.reconfigure(config.pools)
         self._reload_vendors(config)
+        self.services.analysis = config.analysis  # new connections analyze by the new settings
         by_name = {listener.name: listener for listener in config.listeners}
         for runtime in self.listeners:
             new = by_name.get(runtime.name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from python_socks.sync import Proxy
 
 from lanner.record.filter import parse
@@ -260,6 +262,23 @@ def test_sniffing_finds_redis_on_an_unmapped_port_and_none_bypasses(start_lanner
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_sighup_applies_new_redaction_rules_to_new_connections(start_lanner: Any) -> None:
+    require(_redis_up(), "redis-server is not running on 127.0.0.1:6379")
+    t = tag()
+    lanner = start_lanner({"listeners": [{"name": "redis", "type": "tcp", "target": "127.0.0.1:6379"}]})
+    with client(lanner) as r:
+        r.set(f"t{t}:token", "visible")
+    lanner.config["analysis"] = {"redis": {"redact_keys": [f"t{t}:*"]}}
+    lanner.path.write_text(yaml.safe_dump(lanner.config))
+    lanner.proc.send_signal(signal.SIGHUP)
+    lanner.wait_log("config reloaded")
+    with client(lanner) as r:
+        r.set(f"t{t}:token", "hidden")
+    by_value = {flow.command.split()[-1]: flow for flow in flows(lanner, 2, f"cmd:SET key:t{t}:token")}
+    assert set(by_value) == {"visible", "<redacted>"}
+    assert by_value["<redacted>"].notes.get("redacted") == "yes"
 
 
 def test_redis_benchmark_through_lanner_has_no_errors(start_lanner: Any) -> None:
