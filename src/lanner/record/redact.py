@@ -49,6 +49,12 @@ class Redactor:
         if self.touches_bodies:
             flow.request_body = self.body(flow, "request", flow.request_headers, flow.request_body)
             flow.response_body = self.body(flow, "response", flow.response_headers, flow.response_body)
+        if self.patterns and flow.command:  # a Redis command line or SQL text, and what derives from it
+            flow.command = self.text(flow.command)
+            flow.statement = self.text(flow.statement)
+            if "params" in flow.notes:
+                flow.notes["params"] = self.text(flow.notes["params"])
+            flow.keys = [self.text(key) for key in flow.keys]
 
     def header_list(self, headers: Headers) -> Headers:
         if not headers:

@@ -105,3 +105,17 @@ def test_bodies_untouched_without_body_rules() -> None:
     record = flow(request_body=body)
     Redactor(RedactConfig()).apply(record)
     assert record.request_body is body
+
+
+def test_patterns_apply_to_sql_its_normalized_form_and_parameters() -> None:
+    record = flow(
+        proto="postgres",
+        command="select * from users where email = 'ada@example.com'",
+        statement="select * from users where email = $1",
+        notes={"params": '["bob@example.com"]'},
+        request_body=Body(b"select * from users where email = 'ada@example.com'"),
+    )
+    Redactor(RedactConfig(patterns=[r"[\w.]+@[\w.]+"])).apply(record)
+    assert "ada@example.com" not in record.command and MARK in record.command
+    assert "bob@example.com" not in record.notes["params"]
+    assert b"ada@example.com" not in record.request_body.data
