@@ -1,12 +1,36 @@
-"""The line layer shared by both RESP readers: a line whose end has not arrived yet.
+"""The layer shared by both RESP readers: a line whose end has not arrived yet, a string's bytes.
 
 RESP frames every header, and inline commands, with a line. A line split across reads
 is kept here, but only its first `cap` + 2 bytes: a reader either refuses a longer
 line or, for the status and error lines a server may make long (MONITOR output), reads
-it cut. Nothing here knows RESP; it never raises.
+it cut. `skim` reads a length-prefixed string's bytes as they come, keeping only its start.
+Nothing else here knows RESP; only `skim` raises (a string not ended by CRLF).
 """
 
 from __future__ import annotations
+
+from lanner.wire.errors import ProtocolError
+
+
+def skim(
+    data: bytes, pos: int, left: int, crlf_left: int, kept: bytearray, limit: int
+) -> tuple[int, int, int]:
+    """Take up to `left` content bytes from data[pos:] (the first `limit` of them into `kept`), then the
+    string's CRLF; returns (position after what was taken, content bytes left, CRLF bytes left)."""
+    end = len(data)
+    if left:
+        take = min(left, end - pos)
+        room = limit - len(kept)
+        if room > 0:
+            kept += data[pos : pos + min(take, room)]
+        pos += take
+        left -= take
+    while not left and crlf_left and pos < end:
+        if data[pos] != b"\r\n"[2 - crlf_left]:
+            raise ProtocolError("a string not ended by CRLF")
+        pos += 1
+        crlf_left -= 1
+    return pos, left, crlf_left
 
 
 class PartialLine:

@@ -16,7 +16,7 @@ from typing import Final
 
 from lanner.wire.errors import ProtocolError
 from lanner.wire.resp_commands import parse_count
-from lanner.wire.resp_lines import PartialLine
+from lanner.wire.resp_lines import PartialLine, skim
 from lanner.wire.resp_request import MAX_BULK, MAX_ELEMENTS
 from lanner.wire.resp_text import bound, quote
 
@@ -337,19 +337,8 @@ class ReplyReader:
             self._string(blob, at)
 
     def _content(self, blob: _Blob, data: bytes, pos: int) -> int:
-        left, end = blob.left, len(data)
-        if left:
-            take = min(left, end - pos)
-            room = blob.limit - len(blob.kept)
-            if room > 0:
-                blob.kept += data[pos : pos + min(take, room)]
-            pos += take
-            blob.left = left = left - take
-        while not left and blob.crlf_left and pos < end:
-            if data[pos] != b"\r\n"[2 - blob.crlf_left]:
-                raise ProtocolError("a string not ended by CRLF")
-            pos += 1
-            blob.crlf_left -= 1
+        pos, left, blob.crlf_left = skim(data, pos, blob.left, blob.crlf_left, blob.kept, blob.limit)
+        blob.left = left
         if not left and not blob.crlf_left:
             blob.left = -1
             if not blob.streamed:

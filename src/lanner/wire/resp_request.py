@@ -14,7 +14,7 @@ from typing import Final
 
 from lanner.wire.errors import ProtocolError
 from lanner.wire.resp_commands import parse_count
-from lanner.wire.resp_lines import PartialLine
+from lanner.wire.resp_lines import PartialLine, skim
 
 MAX_BULK: Final = 512 * 1024 * 1024  # redis' proto-max-bulk-len default
 MAX_ELEMENTS: Final = (1 << 31) - 1  # INT_MAX, redis' multibulk length limit
@@ -209,21 +209,11 @@ class RequestReader:
         left = self.bulk_left
         if left == self.bulk_size and self.crlf_left == 2 and end - pos >= left + 2:
             if data[pos + left : pos + left + 2] != b"\r\n":
-                raise ProtocolError("a bulk string not ended by CRLF")
+                raise ProtocolError("a string not ended by CRLF")
             self._argument(data[pos : pos + min(left, self.limit)], done)
             return pos + left + 2
-        if left:
-            take = min(left, end - pos)
-            room = self.limit - len(self.kept)
-            if room > 0:
-                self.kept += data[pos : pos + min(take, room)]
-            pos += take
-            self.bulk_left = left = left - take
-        while not left and self.crlf_left and pos < end:
-            if data[pos] != b"\r\n"[2 - self.crlf_left]:
-                raise ProtocolError("a bulk string not ended by CRLF")
-            pos += 1
-            self.crlf_left -= 1
+        pos, left, self.crlf_left = skim(data, pos, left, self.crlf_left, self.kept, self.limit)
+        self.bulk_left = left
         if not left and not self.crlf_left:
             self._argument(bytes(self.kept), done)
             self.kept.clear()
