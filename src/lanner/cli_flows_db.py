@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from lanner.record.filter import And, Node, Query, Term
 from lanner.record.model import ConnectionRecord, FlowRecord, GroupStats
@@ -79,9 +79,9 @@ def _redis(out: IO[str], record: FlowRecord) -> None:
 
 def _postgres(out: IO[str], record: FlowRecord) -> None:
     notes = dict(record.notes)
-    params = json.loads(notes.pop("params", "[]"))
-    columns = json.loads(notes.pop("columns", "[]"))
-    notices = json.loads(notes.pop("notices", "[]"))
+    params = _json_list(notes.pop("params", "[]"))
+    columns = _json_list(notes.pop("columns", "[]"))
+    notices = _json_list(notes.pop("notices", "[]"))
     if record.statement and record.statement != record.command and record.category != "session":
         out.write(f"  normalized {one_line(record.statement, 400)}\n")
     for name, note in notes.items():
@@ -91,7 +91,7 @@ def _postgres(out: IO[str], record: FlowRecord) -> None:
         out.write(f"    ${number} = {'NULL' if value is None else value}\n")
     out.write("\n")
     if columns:
-        out.write("< columns: " + ", ".join(f"{name} ({oid})" for name, oid in columns) + "\n")
+        out.write("< columns: " + ", ".join(_column(column) for column in columns) + "\n")
     if record.reason:
         rows = f" ({record.rows} rows)" if record.rows is not None else ""
         out.write(f"< {record.reason}{rows}\n")
@@ -101,6 +101,21 @@ def _postgres(out: IO[str], record: FlowRecord) -> None:
         out.write(f"< {record.error}\n")
     if record.category == "session" and record.response_body.data:
         out.write(record.response_body.data.decode("utf-8", "replace") + "\n")
+
+
+def _json_list(text: str) -> list[Any]:
+    """A note holding a JSON list (a store written by another version may hold plain text)."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return [text]
+    return found if isinstance(found, list) else [found]
+
+
+def _column(column: Any) -> str:
+    if isinstance(column, list) and len(column) == 2:
+        return f"{column[0]} ({column[1]})"
+    return str(column)
 
 
 def grouping(query: Query | None) -> str | None:

@@ -213,6 +213,18 @@ def test_tunnels_to_port_6379_are_analyzed(lanner: Any) -> None:
     assert {flow.port for flow in tunnelled} == {6379}
 
 
+def test_an_intercept_rule_does_not_take_a_tunnel_to_a_database_port(start_lanner: Any) -> None:
+    require(_redis_up(), "redis-server is not running on 127.0.0.1:6379")
+    t = tag()
+    lanner = start_lanner({"listeners": [{"name": "forward"}], "intercept": [{"hosts": ["127.0.0.1"]}]})
+    sock = Proxy.from_url(f"http://127.0.0.1:{lanner.port}").connect(dest_host="127.0.0.1", dest_port=6379)
+    with sock:
+        sock.sendall(_resp("SET", f"t{t}:intercepted", "no"))
+        assert _read_until(sock, b"+OK\r\n") == b"+OK\r\n"
+    (found,) = flows(lanner, 1, f"cmd:SET key:t{t}:intercepted")
+    assert found.listener == "forward" and "bypassed" not in lanner.log()
+
+
 def test_garbage_stops_analysis_but_not_the_connection(lanner: Any) -> None:
     host, port = lanner.addr("redis")
     conversation = _resp("PING") + b"*2\r\n$3\r\nGET\r\n$-7\r\n"  # a negative length: RESP protocol error

@@ -209,7 +209,7 @@ class ListenerConfig(_Frozen):
     analyze: Analyze | None = Field(
         None,
         description="parse and record traffic as http, redis or postgres; auto: by port, then by sniffing"
-        " (default for tcp and tls listeners); forward and reverse listeners: http (default) or none",
+        " (default for tcp listeners; tls: none); forward and reverse listeners: http (default) or none",
     )
     limits: Limits | None = None
 
@@ -314,7 +314,7 @@ class Config(_Frozen):
             return listener.analyze
         if listener.type in ("forward", "reverse"):
             return "http"
-        return "auto" if listener.type in ("tcp", "tls") else "none"
+        return "auto" if listener.type == "tcp" else "none"
 
     @property
     def ca_dir(self) -> str:

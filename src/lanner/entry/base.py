@@ -14,7 +14,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lanner.errors import GatewayError, Outcome
-from lanner.net.analyze_db import analyzed_ends, tap_for
+from lanner.net.analyze_db import DATABASES, analyzed_ends, protocol_for, tap_for
 from lanner.net.conn import Conn
 from lanner.net.dial import dial
 from lanner.net.listener import ListenerRuntime
@@ -122,7 +122,9 @@ class EntryProtocol(asyncio.Protocol):
         """The client has been told it is connected: relay, or intercept if a rule says so."""
         interception = self.listener.services.interception
         rule = None
-        if interception is not None:
+        # A tunnel to a database port is analyzed as that database (it may start TLS of its own, such
+        # as PostgreSQL's SSLRequest, which no intercept rule can open up).
+        if interception is not None and protocol_for(self.listener, port, tunnel=True) not in DATABASES:
             rule = interception.rule_for(self.listener.name, self.conn.account, host, port)
         if rule is None:
             conn = self.conn

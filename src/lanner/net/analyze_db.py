@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("lanner")
 
 SCHEMES = {"redis": "redis", "postgres": "postgres", "http": "http"}
+DATABASES = ("redis", "postgres")
+HELD_SERVER_BYTES = 64 * 1024  # what a server may send before its client speaks, while sniffing
 
 # Backend (pid, key) -> the uid of the connection whose session it is, so that a CancelRequest
 # arriving on its own connection names the session it cancels (this process's sessions only).
@@ -46,15 +48,19 @@ _sessions: dict[tuple[int, bytes], str] = {}
 class WireTap:
     """One connection's Redis or PostgreSQL analyzer, and where its events go."""
 
-    __slots__ = ("conn", "recorder", "origin", "analyzer", "session", "database")
+    __slots__ = ("conn", "recorder", "origin", "analyzer", "session", "database", "ends", "spliceable")
 
-    def __init__(self, conn: Conn, recorder: Recorder, origin: Origin, analyzer: Any) -> None:
+    def __init__(
+        self, conn: Conn, recorder: Recorder, origin: Origin, analyzer: Any, spliceable: bool = True
+    ) -> None:
         self.conn = conn
         self.recorder = recorder
         self.origin = origin
         self.analyzer: RespAnalyzer | PgAnalyzer | None = analyzer
         self.session: tuple[int, bytes] | None = None  # a PostgreSQL backend's (pid, key)
         self.database: str | None = None
+        self.ends: list[ClientEnd | UpstreamEnd] = []  # given back to the plain relay when analysis stops
+        self.spliceable = spliceable
 
     def client_data(self, data: bytes) -> None:
         if self.analyzer is not None:
@@ -105,11 +111,15 @@ class WireTap:
         if analyzer is None:
             return
         if analyzer.stopped is not None:
-            self.analyzer = None
-            self.conn.note("analysis", analyzer.stopped)
+            self._stop(analyzer.stopped)
         elif getattr(analyzer, "encrypted", False):  # PostgreSQL over TLS or GSS: nothing more to see
-            self.analyzer = None
-            self.conn.note("analysis", "encrypted session")
+            self._stop("encrypted session")
+
+    def _stop(self, why: str) -> None:
+        self.analyzer = None
+        self.conn.note("analysis", why)
+        release(self.conn, self.ends, self.spliceable)
+        self.ends = []
 
     def _started(self, event: AuthenticationCompleted) -> None:
         if event.backend_pid is not None and event.backend_key is not None:
@@ -118,8 +128,7 @@ class WireTap:
 
     def _broken(self, exc: Exception) -> None:
         log.error("analysis failed; relaying goes on", exc_info=exc, extra={"fields": {"id": self.conn.id}})
-        self.conn.note("analysis", f"failed: {exc!r}")
-        self.analyzer = None
+        self._stop(f"failed: {exc!r}")
 
 
 class SniffTap:
@@ -132,7 +141,7 @@ class SniffTap:
         self.build = build
         self.tap: Analysis | None = None
         self.head = b""
-        self.server_held: list[bytes] = []  # a server that speaks first (rare) waits for the verdict
+        self.server_held: list[bytes] = []  # a server that speaks first waits for the verdict (bounded)
         self.ends: list[ClientEnd | UpstreamEnd] = []
         self.spliceable = spliceable
 
@@ -154,6 +163,8 @@ class SniffTap:
         self.tap = tap
         for end in self.ends:
             end.tap = tap
+        if isinstance(tap, WireTap):
+            tap.ends, self.ends = self.ends, []
         head, self.head = self.head, b""
         tap.client_data(head)
         for chunk in self.server_held:
@@ -163,9 +174,10 @@ class SniffTap:
     def server_data(self, data: bytes) -> None:
         if self.tap is not None:
             self.tap.server_data(data)
-        elif len(self.server_held) < 64:
+        elif sum(map(len, self.server_held)) + len(data) <= HELD_SERVER_BYTES:
             self.server_held.append(data)
-        else:
+        else:  # a server-first protocol (SSH, SMTP ...): nothing lanner analyzes
+            self.conn.note("analysis", "the server spoke first: relayed unanalyzed")
             self.release()
 
     def client_eof(self) -> None:
@@ -179,17 +191,23 @@ class SniffTap:
     def closed(self) -> None:
         if self.tap is not None:
             self.tap.closed()
+        self.ends, self.server_held, self.head = [], [], b""
 
     def release(self) -> None:
         """Back to the plain relay ends (and the splice relay, where the connection may use it)."""
-        after = self.conn.listener.services.splice_after_bytes
-        budget = after if self.spliceable and splice.AVAILABLE and after > 0 else -1
-        for end in self.ends:
-            _become(end, ClientEnd if isinstance(end, ClientEnd) else UpstreamEnd)
-            end.splice_budget = budget
-        self.ends = []
-        self.server_held = []
-        self.head = b""
+        release(self.conn, self.ends, self.spliceable)
+        self.ends, self.server_held, self.head = [], [], b""
+
+
+def release(conn: Conn, ends: list[ClientEnd | UpstreamEnd], spliceable: bool) -> None:
+    """Give a connection's analyzing ends back to the plain relay (splicing again where it may)."""
+    after = conn.listener.services.splice_after_bytes
+    budget = after if spliceable and splice.AVAILABLE and after > 0 else -1
+    for end in ends:
+        if end.lost:
+            continue
+        _become(end, ClientEnd if isinstance(end, ClientEnd) else UpstreamEnd)
+        end.splice_budget = budget
 
 
 def protocol_for(listener: ListenerRuntime, port: int, tunnel: bool) -> Protocol | None:
@@ -234,12 +252,17 @@ def tap_for(
             recorder.uid(conn), listener.name, conn.client_text, conn.user,
             scheme if kind == "http" else SCHEMES[kind], host, port,
         )  # fmt: skip
-        if kind == "http":
-            return Tap(conn, recorder, origin, recorder.max_body)
-        if kind == "redis":
-            return WireTap(conn, recorder, origin, _redis(listener.services.analysis))
-        if kind == "postgres":
-            return WireTap(conn, recorder, origin, _postgres(listener.services.analysis))
+        analysis = listener.services.analysis
+        try:
+            if kind == "http":
+                return Tap(conn, recorder, origin, recorder.max_body)
+            if kind == "redis":
+                return WireTap(conn, recorder, origin, _redis(analysis), spliceable)
+            if kind == "postgres":
+                return WireTap(conn, recorder, origin, _postgres(analysis), spliceable)
+        except ValueError as exc:  # limits an analyzer refuses: relay unanalyzed, say why once per connection
+            log.error("analysis not started", extra={"fields": {"id": conn.id, "reason": str(exc)}})
+            conn.note("analysis", f"not started: {exc}")
         return None
 
     if protocol is None:
@@ -287,6 +310,6 @@ def analyzed_ends(conn: Conn, tap: Analysis, upstream: UpstreamEnd) -> AnalyzedC
     upstream.tap = tap
     upstream.splice_budget = -1
     client = AnalyzedClientEnd(conn, tap)
-    if isinstance(tap, SniffTap):
+    if isinstance(tap, SniffTap | WireTap):
         tap.ends = [client, upstream]
     return client

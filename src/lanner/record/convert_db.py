@@ -17,8 +17,6 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from pglast import parser as pg_parser
-
 from lanner.record.convert import DbItem
 from lanner.record.model import Body, FlowRecord
 from lanner.wire import postgres as pg
@@ -139,6 +137,8 @@ def _redis_push(item: DbItem, event: resp.MessagePushed) -> FlowRecord:
 @lru_cache(maxsize=SQL_CACHE)
 def split_sql(sql: str) -> tuple[str, ...]:
     """The statements of a simple query's text (the text whole when it does not parse)."""
+    from pglast import parser as pg_parser  # the writer process only: not loaded into proxy workers
+
     try:
         parts = tuple(pg_parser.split(sql))
     except Exception:  # pglast raises its own ParseError and, for odd input, ValueError
@@ -149,6 +149,8 @@ def split_sql(sql: str) -> tuple[str, ...]:
 @lru_cache(maxsize=SQL_CACHE)
 def normalize(sql: str) -> tuple[str, str]:
     """(normalized text, fingerprint) of one statement."""
+    from pglast import parser as pg_parser
+
     try:
         normalized = pg_parser.normalize(sql)
         return normalized, pg_parser.fingerprint(sql)
@@ -180,8 +182,9 @@ def _statement(item: DbItem, event: pg.StatementCompleted) -> FlowRecord:
     record.statement, record.fingerprint = normalize(sql)
     record.category = event.kind
     record.rows = event.rows
-    record.request_body = Body(_request_text(sql, event).encode(), len(sql), event.truncated, 0)
-    record.response_body = Body(_result_text(event).encode())
+    request = _request_text(sql, event).encode()
+    record.request_body = Body(request, len(request), event.truncated, 0)
+    record.response_body = _text_body(_result_text(event))
     record.reason = event.command_tag or ("empty query" if event.empty else "")
     notes = record.notes
     notes["kind"] = event.kind
@@ -208,6 +211,11 @@ def _statement(item: DbItem, event: pg.StatementCompleted) -> FlowRecord:
     if event.error is not None:
         _set_error(record, event.error)
     return record
+
+
+def _text_body(text: str) -> Body:
+    data = text.encode()
+    return Body(data, len(data))
 
 
 def _request_text(sql: str, event: pg.StatementCompleted) -> str:
@@ -252,8 +260,8 @@ def _pg_session_event(item: DbItem, event: Any) -> FlowRecord:
     record.category = "session"
     record.command = text
     record.statement = method
-    record.request_body = Body(text.encode())
-    record.response_body = Body(result.encode())
+    record.request_body = _text_body(text)
+    record.response_body = _text_body(result)
     record.reason = result.split("\n", 1)[0][:200]
     if isinstance(event, pg.SessionStarted):
         record.path = f"/{event.database}"

@@ -49,12 +49,25 @@ class Redactor:
         if self.touches_bodies:
             flow.request_body = self.body(flow, "request", flow.request_headers, flow.request_body)
             flow.response_body = self.body(flow, "response", flow.response_headers, flow.response_body)
-        if self.patterns and flow.command:  # a Redis command line or SQL text, and what derives from it
-            flow.command = self.text(flow.command)
-            flow.statement = self.text(flow.statement)
-            if "params" in flow.notes:
-                flow.notes["params"] = self.text(flow.notes["params"])
-            flow.keys = [self.text(key) for key in flow.keys]
+        if self.patterns and flow.proto in ("redis", "postgres"):
+            self.database_fields(flow)
+
+    def database_fields(self, flow: FlowRecord) -> None:
+        """A Redis command line or SQL text, what derives from it, and the server's error text."""
+        flow.command = self.text(flow.command)
+        flow.statement = self.text(flow.statement)
+        flow.keys = [self.text(key) for key in flow.keys]
+        if flow.error is not None:
+            flow.error = self.text(flow.error)
+        notes = flow.notes
+        for name in ("error_detail", "error_hint"):
+            if name in notes:
+                notes[name] = self.text(notes[name])
+        for name in ("params", "notices"):  # JSON lists: each item redacted, the list kept valid
+            if name in notes:
+                items = json.loads(notes[name])
+                redacted = [self.text(item) if isinstance(item, str) else item for item in items]
+                notes[name] = json.dumps(redacted, ensure_ascii=False)
 
     def header_list(self, headers: Headers) -> Headers:
         if not headers:

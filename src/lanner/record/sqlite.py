@@ -147,6 +147,8 @@ class SqliteStore:
                 self.db = sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False)
             self.db.isolation_level = None  # explicit transactions only
             self.db.create_function("path_group", 1, _path_group, deterministic=True)
+            # SQLite's lower() folds ASCII only; `sql:` matches text in any script.
+            self.db.create_function("fold", 1, _fold, deterministic=True)
             self._setup()
         except OSError as exc:
             raise StoreError(f"cannot open {path}: readonly ({exc})") from exc
@@ -177,14 +179,13 @@ class SqliteStore:
         if version == 0:  # IF NOT EXISTS: two workers may create it at once
             db.executescript(f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
         elif version == 1:
-            db.execute("BEGIN IMMEDIATE")
-            if db.execute("PRAGMA user_version").fetchone()[0] == 1:  # another worker may have done it
-                for statement in filter(str.strip, _MIGRATE_1.split(";")):
-                    db.execute(statement)
-                for statement in filter(str.strip, _SCHEMA.split(";")):
-                    db.execute(statement)  # the new tables and indexes (IF NOT EXISTS)
-                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
+            with self._transaction():
+                if db.execute("PRAGMA user_version").fetchone()[0] == 1:  # another worker may have done it
+                    for statement in filter(str.strip, _MIGRATE_1.split(";")):
+                        db.execute(statement)
+                    for statement in filter(str.strip, _SCHEMA.split(";")):
+                        db.execute(statement)  # the new tables and indexes (IF NOT EXISTS)
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # --- writing --------------------------------------------------------------------------
 
@@ -494,6 +495,10 @@ def _headers(pairs: list[list[str]]) -> Headers:
     return [(name, value) for name, value in pairs]
 
 
+def _fold(text: str | None) -> str | None:
+    return None if text is None else text.lower()
+
+
 def _path_group(path: str | None) -> str:
     """The first path segment, the unit stats are grouped by: /v1/users/7?x=1 -> /v1."""
     if not path:
@@ -545,7 +550,7 @@ def _term(term: Term, params: list[Any]) -> str:
     if term.field == "sql":  # a case-insensitive substring of the statement; unquoted, `*` matches anything
         text = str(term.value).lower()
         params.append("*" + (_glob(text) if term.op == "glob" else _literal(text)) + "*")
-        return "lower(command) GLOB ?"
+        return "fold(command) GLOB ?"
     column = _COLUMNS[term.field]
     if term.op == "any":
         return f"({column} IS NOT NULL AND {column} != '')"

@@ -119,3 +119,15 @@ def test_patterns_apply_to_sql_its_normalized_form_and_parameters() -> None:
     assert "ada@example.com" not in record.command and MARK in record.command
     assert "bob@example.com" not in record.notes["params"]
     assert b"ada@example.com" not in record.request_body.data
+
+
+def test_pattern_redaction_keeps_parameter_lists_valid_json() -> None:
+    record = flow(
+        proto="postgres",
+        command="select $1",
+        notes={"params": json.dumps(["token=abc123", None, "plain"]), "notices": json.dumps(["WARNING x"])},
+        error="ERROR 23505: Key (token)=(token=abc123) already exists",
+    )
+    Redactor(RedactConfig(patterns=[r"token=\S+"])).apply(record)
+    assert json.loads(record.notes["params"]) == [MARK, None, "plain"]
+    assert record.error is not None and "abc123" not in record.error

@@ -135,3 +135,11 @@ def test_version_1_store_is_upgraded_in_place(tmp_path: Path) -> None:
     reader = SqliteStore(str(path), readonly=True)
     assert reader.count(None) == 2
     reader.close()
+
+
+def test_sql_matches_text_in_any_script(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "u.db"))
+    store.write([], [pg_flow(1, "SELECT * FROM fruit WHERE name = 'Äpfel'", "cc33", 1)])
+    assert [flow.id for flow in store.flows(parse("sql:äpfel"))] == [1]
+    assert [flow.id for flow in store.flows(parse('sql:"NAME = \'ÄPFEL\'"'))] == [1]
+    store.close()
