@@ -53,6 +53,12 @@ def _base(
     )  # fmt: skip
 
 
+def db_search_text(record: FlowRecord, limit: int) -> str:
+    """The full-text index's text of a database flow: its command or SQL and its reply or result."""
+    text = (record.request_body.data + b"\n" + record.response_body.data)[:limit]
+    return text.decode("utf-8", "replace")
+
+
 # --- Redis ----------------------------------------------------------------------------
 
 

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from lanner.config.model import RecordConfig
 from lanner.record import bodies
 from lanner.record.convert import DbItem, Origin, Packed, WsItem, flow, pack, ws_flow
-from lanner.record.convert_db import db_flow
+from lanner.record.convert_db import db_flow, db_search_text
 from lanner.record.model import ConnectionRecord, FlowRecord
 from lanner.record.redact import Redactor
 from lanner.record.store import Store, StoreError
@@ -261,12 +261,13 @@ class StoreWriter:
                 continue
             try:
                 kind = type(item)
-                if kind is DbItem:
+                if kind is DbItem:  # bodies are plain text already: no content coding to undo
                     record = db_flow(item)  # type: ignore[arg-type]
-                elif kind is WsItem:
-                    record = ws_flow(item)  # type: ignore[arg-type]
-                else:
-                    record = flow(item)  # type: ignore[arg-type]
+                    self.redactor.apply_database(record)
+                    record.search_text = db_search_text(record, SEARCH_TEXT_LIMIT)
+                    flows.append(record)
+                    continue
+                record = ws_flow(item) if kind is WsItem else flow(item)  # type: ignore[arg-type]
                 self.redactor.apply(record)
                 record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             except Exception:  # a bug here must cost one flow, not the batch or the writer

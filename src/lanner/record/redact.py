@@ -52,6 +52,11 @@ class Redactor:
         if self.patterns and flow.proto in ("redis", "postgres"):
             self.database_fields(flow)
 
+    def apply_database(self, flow: FlowRecord) -> None:
+        """A Redis or PostgreSQL flow: only patterns apply (it has no headers, query or JSON bodies)."""
+        if self.patterns:
+            self.apply(flow)
+
     def database_fields(self, flow: FlowRecord) -> None:
         """A Redis command line or SQL text, what derives from it, and the server's error text."""
         flow.command = self.text(flow.command)
