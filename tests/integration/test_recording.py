@@ -126,6 +126,19 @@ def test_tunnels_get_connection_records_with_sni(recording: Any, tls_origin: Ori
     assert conn.up > 0 and conn.down > 0 and conn.outcome == "ok"
 
 
+def test_a_tls12_tunnel_keeps_its_server_name(start_lanner: Any, tls_origin: Origin, ca_file: Path) -> None:
+    # TLS 1.2's second client flight is a handshake record too: it must not replace the SNI.
+    require_binary("curl")
+    lanner = start_lanner({"listeners": [{"name": "forward"}]})
+    subprocess.run(
+        ["curl", "-sf", "--tlsv1.2", "--tls-max", "1.2", "--cacert", str(ca_file), "-x", lanner.http_proxy,
+         "-o", "/dev/null", f"https://localhost:{tls_origin.port}/small"],
+        check=True,
+    )  # fmt: skip
+    conn = wait_connection_records(lanner.store_path, lambda c: c.protocol == "connect")
+    assert (conn.sni, conn.outcome) == ("localhost", "ok")
+
+
 def test_tcp_listener_analyzes_http(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner(
         {

@@ -164,13 +164,17 @@ class SniProbe(ClientEnd):
     """A client end that looks at the tunnel's first bytes once for a TLS server name.
 
     After the first chunk it becomes a plain `ClientEnd` (same slots), so the
-    rest of the tunnel pays nothing for the probe.
+    rest of the tunnel pays nothing for the probe. The transport is told again
+    (`set_protocol`): uvloop keeps the bound `data_received` it was given, and
+    would go on calling this one, where a later handshake record (TLS 1.2's
+    ClientKeyExchange) would overwrite the server name.
     """
 
     __slots__ = ()
 
     def data_received(self, data: bytes) -> None:
         self.__class__ = ClientEnd  # type: ignore[assignment]
+        self.transport.set_protocol(self)
         if tls_hello.looks_like_tls(data):
             self.conn.sni = tls_hello.server_name(data)
         ClientEnd.data_received(self, data)
