@@ -100,7 +100,9 @@ def test_resp3_hello_maps_and_pipelines(lanner: Any) -> None:
     hgetall = flows(lanner, 1, f"cmd:HGETALL key:t{t}:h")[0]
     assert hgetall.reason == "map" and hgetall.notes["protocol"] == "RESP3"
     increments = flows(lanner, 20, f"cmd:INCRBY key:t{t}:n")
-    assert [flow.response_body.data for flow in increments] == [f"(integer) {n}".encode() for n in range(1, 21)]
+    assert [flow.response_body.data for flow in increments] == [
+        f"(integer) {n}".encode() for n in range(1, 21)
+    ]
     hello = [flow for flow in flows(lanner, 1, "cmd:HELLO") if flow.conn_uid == hgetall.conn_uid]
     assert hello and hello[0].reason == "map"
 
@@ -178,13 +180,17 @@ def test_redis_cli_inline_and_pipe(lanner: Any, tmp_path: Path) -> None:
     cli = require_binary("redis-cli")
     t = tag()
     host, port = lanner.addr("redis")
-    inline = f"SET t{t}:inline \"two words\"\r\nGET t{t}:inline\r\nPING\r\n".encode()
-    out = subprocess.run([cli, "-h", host, "-p", str(port), "--pipe"], input=inline, capture_output=True, check=True)
+    inline = f'SET t{t}:inline "two words"\r\nGET t{t}:inline\r\nPING\r\n'.encode()
+    out = subprocess.run(
+        [cli, "-h", host, "-p", str(port), "--pipe"], input=inline, capture_output=True, check=True
+    )
     assert b"errors: 0, replies: 3" in out.stdout
     inline_set = flows(lanner, 1, f"cmd:SET key:t{t}:inline")[0]
     assert inline_set.notes.get("inline") == "yes" and inline_set.command == f'SET t{t}:inline "two words"'
     mass = b"".join(_resp("SET", f"t{t}:mass:{n}", str(n)) for n in range(500))
-    out = subprocess.run([cli, "-h", host, "-p", str(port), "--pipe"], input=mass, capture_output=True, check=True)
+    out = subprocess.run(
+        [cli, "-h", host, "-p", str(port), "--pipe"], input=mass, capture_output=True, check=True
+    )
     assert b"errors: 0, replies: 500" in out.stdout
     assert len(flows(lanner, 500, f"cmd:SET key:t{t}:mass:*")) == 500
     shown = subprocess.run(
@@ -242,7 +248,9 @@ def test_garbage_stops_analysis_but_not_the_connection(lanner: Any) -> None:
         assert r.ping() is True
 
 
-def test_sniffing_finds_redis_on_an_unmapped_port_and_none_bypasses(start_lanner: Any, tmp_path: Path) -> None:
+def test_sniffing_finds_redis_on_an_unmapped_port_and_none_bypasses(
+    start_lanner: Any, tmp_path: Path
+) -> None:
     server = require_binary("redis-server")
     port = free_port()
     proc = subprocess.Popen(
@@ -274,6 +282,88 @@ def test_sniffing_finds_redis_on_an_unmapped_port_and_none_bypasses(start_lanner
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_monitor_lines_and_tracking_invalidations_are_pushes(lanner: Any) -> None:
+    t = tag()
+    host, port = lanner.addr("redis")
+    with socket.create_connection((host, port), timeout=10) as monitor:
+        monitor.sendall(_resp("MONITOR"))
+        assert _read_until(monitor, b"+OK\r\n") == b"+OK\r\n"
+        with redis.Redis(*REDIS) as direct:
+            direct.set(f"t{t}:watched", "1")
+        assert f"t{t}:watched".encode() in _read_until(monitor, b'"1"\r\n')
+        monitor.sendall(_resp("RESET"))
+        assert _read_until(monitor, b"+RESET\r\n").endswith(b"+RESET\r\n")
+    lines = [flow for flow in flows(lanner, 1, "cmd:MONITOR proto:redis") if flow.reason == "push"]
+    assert any(f"t{t}:watched".encode() in flow.response_body.data for flow in lines)
+    # RESP3 client-side caching: the server pushes an invalidation when a read key changes.
+    with socket.create_connection((host, port), timeout=10) as cached:
+        cached.sendall(_resp("HELLO", "3") + _resp("CLIENT", "TRACKING", "ON") + _resp("GET", f"t{t}:cached"))
+        assert _read_until(cached, b"_\r\n").endswith(b"+OK\r\n_\r\n")
+        with redis.Redis(*REDIS) as direct:
+            direct.set(f"t{t}:cached", "changed")
+        assert f"t{t}:cached".encode() in _read_until(cached, f"t{t}:cached\r\n".encode())
+    (invalidation,) = [
+        f for f in flows(lanner, 1, "cmd:INVALIDATE") if f"t{t}:cached" in f.response_body.data.decode()
+    ]
+    assert invalidation.reason == "push"
+
+
+def test_moved_replies_from_a_cluster_are_recorded_errors(start_lanner: Any, tmp_path: Path) -> None:
+    server = require_binary("redis-server")
+    ports = [free_port(), free_port()]
+    procs = [
+        subprocess.Popen(
+            [
+                server,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--cluster-enabled",
+                "yes",
+                "--save",
+                "",
+                "--cluster-config-file",
+                str(tmp_path / f"nodes-{port}.conf"),
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            cwd=tmp_path,
+        )  # fmt: skip
+        for port in ports
+    ]
+    try:
+        for port in ports:
+            _wait_port(port)
+        first, second = (redis.Redis(port=port) for port in ports)
+        first.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "8191")
+        second.execute_command("CLUSTER", "ADDSLOTSRANGE", "8192", "16383")
+        first.execute_command("CLUSTER", "MEET", "127.0.0.1", str(ports[1]))
+        key = next(
+            f"k{n}" for n in range(1000) if int(first.execute_command("CLUSTER", "KEYSLOT", f"k{n}")) > 8191
+        )
+        deadline = time.monotonic() + 20
+        while (
+            time.monotonic() < deadline
+            and first.execute_command("CLUSTER", "INFO").find(b"cluster_state:ok") < 0
+        ):
+            time.sleep(0.1)
+        lanner = start_lanner({"listeners": [{"name": "node", "type": "tcp", "target": f"127.0.0.1:{ports[0]}",
+                                              "analyze": "redis"}]})  # fmt: skip
+        host, port = lanner.addr("node")
+        with socket.create_connection((host, port), timeout=10) as raw:
+            raw.sendall(_resp("GET", key))
+            answer = _read_until(raw, b"\r\n")
+        assert answer.startswith(b"-MOVED ") and str(ports[1]).encode() in answer
+        (moved,) = flows(lanner, 1, f"cmd:GET key:{key}")
+        assert moved.error == answer[1:-2].decode() and moved.reason == "error"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
 
 
 def test_sighup_applies_new_redaction_rules_to_new_connections(start_lanner: Any) -> None:
@@ -371,4 +461,3 @@ def _wait_port(port: int) -> None:
         except OSError:
             time.sleep(0.05)
     raise AssertionError(f"nothing listens on {port}")
-
