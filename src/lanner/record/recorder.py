@@ -143,7 +143,7 @@ class Recorder:
                 down=conn.down,
                 requests=conn.requests,
                 outcome=conn.outcome.value if conn.outcome is not None else "ok",
-                detail=conn.detail or _analysis_note(conn),
+                detail=_detail(conn),
                 worker=conn.listener.services.worker,
             )
         )
@@ -216,12 +216,13 @@ def _failed(item: DbItem) -> bool:
     return reply is not None and reply.error is not None
 
 
-def _analysis_note(conn: Conn) -> str | None:
-    """Why analysis of a connection stopped (a protocol mismatch, an encrypted session), if it did."""
+def _detail(conn: Conn) -> str | None:
+    """The connection's outcome detail, and why its analysis stopped (a mismatch, an encrypted session)."""
     notes = conn.notes
     if notes and "analysis" in notes:
-        return f"analysis: {notes['analysis']}"
-    return None
+        note = f"analysis: {notes['analysis']}"
+        return f"{conn.detail}; {note}" if conn.detail else note
+    return conn.detail or None
 
 
 class StoreWriter:
