@@ -312,7 +312,7 @@ def test_monitor_lines_and_tracking_invalidations_are_pushes(lanner: Any) -> Non
 
 def test_moved_replies_from_a_cluster_are_recorded_errors(start_lanner: Any, tmp_path: Path) -> None:
     server = require_binary("redis-server")
-    ports = [free_port(), free_port()]
+    ports = [_cluster_port(), _cluster_port()]
     procs = [
         subprocess.Popen(
             [
@@ -450,6 +450,20 @@ def _read_all(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) exists too."""
+    for _ in range(1000):
+        port = free_port()
+        if port + 10000 <= 65535:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
+    raise AssertionError("no free port pair for a cluster node")
 
 
 def _wait_port(port: int) -> None:
