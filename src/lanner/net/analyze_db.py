@@ -8,8 +8,10 @@ connection to the right analyzer or gives the relay back its plain ends
 
 A `WireTap` feeds one sans-I/O analyzer (wire/resp.py, wire/postgres.py) and
 queues its events for the recorder; like the HTTP `Tap`, a protocol error
-stops analysis (noted on the connection) and the relay goes on untouched,
-and the analyzer's own crash boundary logs once and does the same.
+stops analysis (noted on the connection), and the analyzer's own crash
+boundary logs once and does the same; either way (and for an encrypted
+PostgreSQL session) the ends go back to the plain relay. Nothing here may
+change, delay or drop a relayed byte: analysis only looks.
 """
 
 from __future__ import annotations
