@@ -129,8 +129,20 @@ class LannerProcess:
         return self.proc.returncode
 
 
-def _lanners(workdir: Path) -> Iterator[Any]:
-    """Start lanner processes; each must still be alive at the end and exit 0 on SIGTERM."""
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Keep each phase's report on the test, so that fixtures can tell a failed test at teardown."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"report_{report.when}", report)
+
+
+def _lanners(workdir: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Start lanner processes; each must still be alive at the end and exit 0 on SIGTERM.
+
+    When the test failed, each lanner's log tail is printed at teardown (pytest shows it
+    with the failure): a flaky failure in CI then says what lanner saw.
+    """
     started: list[LannerProcess] = []
 
     def start(config: dict[str, Any], *args: str, env: dict[str, str] | None = None) -> LannerProcess:
@@ -139,6 +151,10 @@ def _lanners(workdir: Path) -> Iterator[Any]:
         return process
 
     yield start
+    call = getattr(request.node, "report_call", None)
+    if call is not None and call.failed:
+        for process in started:
+            print(f"--- lanner log ({process.path.name}) ---\n{process.log()[-6000:]}")
     for process in started:
         was_alive = process.alive() or process.exiting
         code = process.stop()
@@ -147,13 +163,13 @@ def _lanners(workdir: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def start_lanner(tmp_path: Path) -> Iterator[Any]:
-    yield from _lanners(tmp_path)
+def start_lanner(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _lanners(tmp_path, request)
 
 
 @pytest.fixture(scope="module")
-def module_lanner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from _lanners(tmp_path_factory.mktemp("lanner"))
+def module_lanner(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Any]:
+    yield from _lanners(tmp_path_factory.mktemp("lanner"), request)
 
 
 @pytest.fixture(scope="session")
