@@ -62,7 +62,8 @@ def report_prepared(talk: Conversation, message: Pending, status: str, now: floa
     matched = False
     for statement, started in message.prepares or ():
         result = Result(statement.sql, statement.truncated, 0, "prepare", started)
-        result.statement, result.prepared, result.ended = statement.name, statement, now
+        ended = talk.described_at.pop(statement.name, now)  # a flushed prepare: when it was answered
+        result.statement, result.prepared, result.ended = statement.name, statement, ended
         if error is not None and matched:
             result.skipped = True
         elif error is not None and statement is failed:

@@ -133,10 +133,10 @@ class Responses:
         if pending and pending[0].kind == QUERY:
             self._running("RowDescription", now).columns = columns
         else:
-            self._described(self._describing("RowDescription"), columns)
+            self._described(self._describing("RowDescription"), columns, now)
 
     def on_no_data(self, body: bytes, size: int, now: float) -> None:
-        self._described(self._describing("NoData"), ())
+        self._described(self._describing("NoData"), (), now)
 
     def on_empty_query(self, body: bytes, size: int, now: float) -> None:
         result = self._running("EmptyQueryResponse", now)
@@ -264,13 +264,16 @@ class Responses:
             raise ProtocolError(f"{what} without a Describe")
         return pending[0]
 
-    def _described(self, message: Pending, columns: tuple[tuple[str, int], ...]) -> None:
+    def _described(self, message: Pending, columns: tuple[tuple[str, int], ...], now: float) -> None:
+        talk = self.conversation
         if message.portal is not None:
             message.portal.columns = columns
             message.portal.statement.columns = columns
         elif message.statement is not None:
             message.statement.columns = columns
-        self.conversation.pending.popleft()
+            if message.statement.name in talk.flushed:  # a prepare round trip of its own ends here
+                talk.described_at[message.statement.name] = now
+        talk.pending.popleft()
 
     def _copy(self, direction: str, body: bytes, now: float) -> None:
         talk = self.conversation

@@ -225,6 +225,7 @@ class Conversation:
         # Prepared in the group and flushed before any Bind (asyncpg: Parse, Describe, Flush):
         # a round trip of its own, reported as a prepare even when the group then executes it.
         self.flushed: dict[str, tuple[Statement, float]] = {}
+        self.described_at: dict[str, float] = {}  # when such a prepare's Describe was answered
         self.discarding = False  # an error in extended mode: the server skips messages up to Sync
         # That error, when no Execute took it: the failed Parse's or Describe's statement.
         self.unclaimed: tuple[PgError, float, Statement | None] | None = None

@@ -753,6 +753,8 @@ def test_named_statement_reused_across_binds() -> None:
         ]
     )
     assert prepared(events) == [(name, sql)]
+    (prepare,) = [s for s in statements(events) if s.kind == "prepare"]
+    assert (prepare.started, prepare.ended) == (3.0, 4.0)  # its own round trip, not the group's Sync
     assert [(s.statement, s.params, s.param_types, s.rows, s.started) for s in executed(events)] == [
         (name, ("\\x00000001", "\\x6f6e65"), (INT4, TEXT), 1, 5.0),
         (name, ("\\x00000002", None), (INT4, TEXT), 1, 5.0),
