@@ -285,6 +285,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_port(port: int) -> None:
+    """Until something accepts connections on 127.0.0.1:`port` (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def refused_port() -> int:
     """A port on 127.0.0.1 with nothing listening."""
     return free_port()

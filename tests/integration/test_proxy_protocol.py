@@ -19,7 +19,7 @@ import trustme
 from tests.conftest import require
 from tests.integration.backends import echoed_headers, write_certificate
 from tests.integration.raw import exchange
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, wait_port
 from tests.integration.store_reads import wait_flows
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -187,18 +187,6 @@ frontend front
 backend back
     {backend}
 """
-
-
-def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_haproxy_send_proxy_v2_in_front_of_lanner(

@@ -19,7 +19,8 @@ from python_socks.sync import Proxy
 from lanner.record.filter import parse
 from lanner.record.sqlite import SqliteStore
 from tests.conftest import require, require_binary
-from tests.integration.servers import free_port
+from tests.integration.raw import recv_until_close
+from tests.integration.servers import free_port, wait_port
 from tests.integration.store_reads import wait_connection_records, wait_flows
 
 REDIS = ("127.0.0.1", 6379)
@@ -238,7 +239,7 @@ def test_garbage_stops_analysis_but_not_the_connection(lanner: Any) -> None:
     for address in ((host, port), REDIS):
         with socket.create_connection(address, timeout=5) as raw:
             raw.sendall(conversation)
-            replies.append(_read_all(raw))
+            replies.append(recv_until_close(raw))
     assert replies[0] == replies[1] and replies[0].startswith(b"+PONG\r\n-ERR Protocol error")
     record = wait_connection_records(
         lanner.store_path, lambda c: c.listener == "redis" and "analysis" in (c.detail or "")
@@ -258,7 +259,7 @@ def test_sniffing_finds_redis_on_an_unmapped_port_and_none_bypasses(
         stdout=subprocess.DEVNULL, cwd=tmp_path,
     )  # fmt: skip
     try:
-        _wait_port(port)
+        wait_port(port)
         lanner = start_lanner(
             {
                 "listeners": [
@@ -337,7 +338,7 @@ def test_moved_replies_from_a_cluster_are_recorded_errors(start_lanner: Any, tmp
     ]
     try:
         for port in ports:
-            _wait_port(port)
+            wait_port(port)
         first, second = (redis.Redis(port=port) for port in ports)
         first.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "8191")
         second.execute_command("CLUSTER", "ADDSLOTSRANGE", "8192", "16383")
@@ -444,14 +445,6 @@ def _read_until(sock: socket.socket, ending: bytes, limit: int = 1 << 20) -> byt
     return data
 
 
-def _read_all(sock: socket.socket) -> bytes:
-    sock.settimeout(10)
-    data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
-    return data
-
-
 def _cluster_port() -> int:
     """A free port whose cluster bus port (port + 10000) exists too."""
     for _ in range(1000):
@@ -464,14 +457,3 @@ def _cluster_port() -> int:
                     continue
             return port
     raise AssertionError("no free port pair for a cluster node")
-
-
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"nothing listens on {port}")

@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lanner")
 
-SCHEMES = {"redis": "redis", "postgres": "postgres", "http": "http"}
 DATABASES = ("redis", "postgres")
 HELD_SERVER_BYTES = 64 * 1024  # what a server may send before its client speaks, while sniffing
 
@@ -252,7 +251,7 @@ def tap_for(
         assert recorder is not None
         origin = Origin(
             recorder.uid(conn), listener.name, conn.client_text, conn.user,
-            scheme if kind == "http" else SCHEMES[kind], host, port,
+            scheme if kind == "http" else kind, host, port,
         )  # fmt: skip
         analysis = listener.services.analysis
         try:

@@ -297,15 +297,8 @@ class SqliteStore:
         )
         latency = []
         for host, group, count in groups:
-            durations = [
-                row[0]
-                for row in self._rows(
-                    f"SELECT duration_ms FROM flows WHERE ({where}) AND host = ? AND path_group(path) = ?"
-                    " AND duration_ms IS NOT NULL",
-                    [*params, host, group],
-                )
-            ]
-            p50, p95, p99 = _percentiles(durations)
+            group_where = f"({where}) AND host = ? AND path_group(path) = ?"
+            p50, p95, p99 = self._latency(group_where, [*params, host, group])
             latency.append((host, group, count, p50, p95, p99))
         return StoreStats(flows, connections, classes, latency, self.size())
 
@@ -325,16 +318,14 @@ class SqliteStore:
         )
         found = []
         for group, text, calls, errors, rows in groups:
-            durations = [
-                row[0]
-                for row in self._rows(
-                    f"SELECT duration_ms FROM flows WHERE ({where}) AND {column} = ? {only}"
-                    " AND duration_ms IS NOT NULL",
-                    [*params, group],
-                )
-            ]
-            found.append(GroupStats(group, text, calls, errors, rows, *_percentiles(durations)))
+            latency = self._latency(f"({where}) AND {column} = ? {only}", [*params, group])
+            found.append(GroupStats(group, text, calls, errors, rows, *latency))
         return found
+
+    def _latency(self, where: str, params: list[Any]) -> tuple[float | None, float | None, float | None]:
+        """p50, p95 and p99 of the durations of the flows `where` selects."""
+        sql = f"SELECT duration_ms FROM flows WHERE {where} AND duration_ms IS NOT NULL"
+        return _percentiles([row[0] for row in self._rows(sql, params)])
 
     def size(self) -> int:
         """Bytes the database uses (its pages in use, not counting free pages)."""
