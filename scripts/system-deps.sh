@@ -2,7 +2,7 @@
 # Debian packages a target needs, installed only when missing (CI runs on a fresh machine as root).
 set -euo pipefail
 case "${1:-test}" in
-  test)  need=(curl openssl haproxy redis-server redis-tools postgresql-client postgresql) ;;
+  test)  need=(curl openssl haproxy redis-server redis-tools postgresql-client postgresql chromium) ;;
   bench) need=(curl wrk nginx-light squid haproxy) ;;
   *) echo "usage: $0 test|bench" >&2; exit 2 ;;
 esac

@@ -18,6 +18,7 @@ from lanner import logs
 from lanner.config import ConfigError, load_config
 from lanner.config.model import Config, ListenerConfig, split_hostport
 from lanner.config.pools import ReverseRoute
+from lanner.control.plane import ControlPlane
 from lanner.entry.base import EntryProtocol
 from lanner.entry.forward import ForwardEntry
 from lanner.entry.proxy_header import ProxyHeaderEntry
@@ -99,10 +100,11 @@ class Gateway:
         if config.vendors.providers:
             self.services.vendors = Vendors(config.vendors)
         self.retention: Retention | None = None
+        self.control: ControlPlane | None = None  # the admin API: in the only process, or worker 0
         if config.record.enabled:
             path = config.store_path
             writer = WriterProcess(config.record, path, config.log.format, config.log.level)
-            self.services.recorder = Recorder(config.record, writer)
+            self.services.recorder = Recorder(config.record, writer, self.services.tag)
             if not worker:  # one process prunes for all: the only one, or worker 0
                 self.retention = Retention(config.record.retention, lambda: SqliteStore(path))
 
@@ -129,6 +131,11 @@ class Gateway:
             self.listeners.append(runtime)
             if self.announce:
                 print(f"lanner: {describe(listener_config)}", flush=True)
+        if self.config.admin.enabled and not self.services.worker:
+            self.control = ControlPlane(self)
+            self.services.events = self.control.hub
+            url = self.control.start()
+            print(f"lanner: admin API and web UI on {url}/ (metrics at {url}/metrics)", flush=True)
 
     async def serve(self) -> None:
         """Start, serve until SIGINT/SIGTERM, shut down gracefully."""
@@ -164,6 +171,8 @@ class Gateway:
             self.services.upstreams.stop()
         if self.services.vendors is not None:
             await self.services.vendors.stop()
+        if self.control is not None:
+            await self.control.stop()
         await asyncio.sleep(0)  # let connection_lost callbacks write their log lines
         logs.flush()
         if self.retention is not None:

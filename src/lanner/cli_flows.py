@@ -18,14 +18,13 @@ from typing import IO, Any
 
 from lanner import cli_flows_db
 from lanner.record import bodies
-from lanner.record.filter import FilterError, Query, parse, parse_optional
+from lanner.record.filter import FilterError, Query, parse_optional
 from lanner.record.model import Body, FlowRecord, Headers, header
-from lanner.record.store import StoreError
+from lanner.record.store import StoreError, websocket_messages
 
 FOLLOW_INTERVAL = 0.5
 PAGE = 1000
 BINARY_PREVIEW = 256
-WS_MESSAGES_SHOWN = 10_000  # per upgrade, in `show` and in HAR export
 WS_PREVIEW = 96
 
 
@@ -257,7 +256,7 @@ def _show(args: argparse.Namespace) -> int:
         record = store.get(args.id)
         connection = store.connection(record.conn_uid) if record else None
         upgraded = record is not None and record.notes.get("upgraded") == "101"
-        messages = _messages(store, record) if record is not None and upgraded else []
+        messages = websocket_messages(store, record) if record is not None and upgraded else []
     finally:
         store.close()
     if record is None:
@@ -316,13 +315,6 @@ def _show(args: argparse.Namespace) -> int:
     if record.notes.get("upgraded") == "101":
         _websocket_messages(out, messages)
     return 0
-
-
-def _messages(store: Any, upgrade: FlowRecord) -> list[FlowRecord]:
-    """The WebSocket messages recorded on an upgrade's connection, oldest first, whole."""
-    found = store.flows(parse(f'conn:"{upgrade.conn_uid}" proto:websocket'), limit=WS_MESSAGES_SHOWN)
-    whole = (store.get(summary.id) for summary in sorted(found, key=lambda summary: summary.id))
-    return [record for record in whole if record is not None]
 
 
 def _websocket_messages(out: IO[str], messages: list[FlowRecord]) -> None:
@@ -450,7 +442,7 @@ def _export(args: argparse.Namespace) -> int:
                     last = page[-1].id
 
             def messages(upgrade: FlowRecord) -> list[FlowRecord]:
-                return _messages(store, upgrade)
+                return websocket_messages(store, upgrade)
 
             if args.har == "-":
                 count = write_har(sys.stdout, whole(), messages)

@@ -34,6 +34,7 @@ class Outcome(StrEnum):
     NO_ROUTE = "no_route"
     UNAVAILABLE = "unavailable"  # no backend could take the request (none healthy, or breakers open)
     SHUTDOWN = "shutdown"
+    CLOSED_BY_ADMIN = "closed_by_admin"  # DELETE /api/v1/connections/{uid}
     ERROR = "error"
 
 

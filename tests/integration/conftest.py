@@ -43,6 +43,7 @@ class LannerProcess:
         config.setdefault("data_dir", str(workdir / f"data-{id(self)}"))
         for listener in config.setdefault("listeners", [{"name": "forward"}]):
             listener.setdefault("bind", f"127.0.0.1:{free_port()}")
+        config.setdefault("admin", {}).setdefault("bind", f"127.0.0.1:{free_port()}")
         self.path = workdir / f"lanner-{id(self)}.yaml"
         self.path.write_text(yaml.safe_dump(config))
         self.log_path = workdir / f"lanner-{id(self)}.log"
@@ -70,6 +71,11 @@ class LannerProcess:
         except queue.Empty:
             self.proc.kill()
             raise AssertionError(f"lanner did not start; log:\n{self.log()}") from None
+
+    @property
+    def admin_url(self) -> str:
+        """The admin API's base URL, e.g. http://127.0.0.1:40123."""
+        return f"http://{self.config['admin']['bind']}"
 
     def addr(self, name: str | None = None) -> tuple[str, int]:
         for listener in self.config["listeners"]:

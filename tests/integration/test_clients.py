@@ -116,7 +116,7 @@ def test_connection_log_lines(proxy: Any, origin: Origin) -> None:
     result = curl("--socks5-hostname", f"127.0.0.1:{proxy.port}", f"http://localhost:{origin.port}/small")
     assert result.returncode == 0
     line = proxy.wait_log(
-        rf"connection id=\d+ listener=forward client=127\.0\.0\.1:\d+ proto=socks5 "
+        rf"connection id=\w+\.\d+ listener=forward client=127\.0\.0\.1:\d+ proto=socks5 "
         rf"user=- dest=localhost:{origin.port} sni=- up=\d+ down=\d+ .*outcome=ok"
     )
     assert line

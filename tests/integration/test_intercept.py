@@ -280,7 +280,7 @@ def test_a_client_leaving_right_after_its_hello_still_gets_a_connection_record(
         sock.sendall(client_hello(f"gone{index}.localhost"))
         sock.close()
     for index in range(5):
-        line = lanner.wait_log(rf"connection id=\d+ [^\n]*sni=gone{index}.localhost[^\n]*").group(0)
+        line = lanner.wait_log(rf"connection id=\w+\.\d+ [^\n]*sni=gone{index}.localhost[^\n]*").group(0)
         assert "client left" in line or "TLS handshake" in line
     assert tls_get(
         connect_tunnel(lanner, "localhost", tls_origin.port), trusting(lanner), "localhost"

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
+from lanner.config.admin import AdminConfig
 from lanner.config.analysis import AnalysisConfig, Analyze
 from lanner.config.pools import PoolConfig, ProxyProtocolConfig, ReverseRoute
 from lanner.config.types import (
@@ -272,6 +273,9 @@ class Config(_Frozen):
         default_factory=lambda: VendorsConfig(), description="upstream proxy vendors (aggregation)"
     )
     tls: TlsConfig = Field(default_factory=lambda: TlsConfig())
+    admin: AdminConfig = Field(
+        default_factory=lambda: AdminConfig(), description="admin API, metrics, live stream and web UI"
+    )
     splice_after_bytes: int = Field(
         1024 * 1024,
         ge=0,
@@ -319,6 +323,10 @@ class Config(_Frozen):
     @property
     def ca_dir(self) -> str:
         return self.tls.ca_dir or os.path.join(self.data_dir, "ca")
+
+    @property
+    def audit_path(self) -> str:
+        return self.admin.audit_log or os.path.join(self.data_dir, "audit.log")
 
     @property
     def store_path(self) -> str:

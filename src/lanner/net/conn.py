@@ -129,13 +129,18 @@ class Conn:
             logs.record("lanner.conn", "connection", self.fields())
 
     @property
+    def uid(self) -> str:
+        """The correlation id: the same in the log line, the flow records and the admin API."""
+        return f"{self.listener.services.tag}.{self.id}"
+
+    @property
     def client_text(self) -> str:
         client = self.client
         return f"{client[0]}:{client[1]}" if client else "-"
 
     def fields(self) -> dict[str, Any]:
         fields = {
-            "id": self.id,
+            "id": self.uid,
             "listener": self.listener.name,
             "client": self.client_text,
             "proto": self.protocol,

@@ -13,6 +13,7 @@ import asyncio
 import ipaddress
 import itertools
 import logging
+import secrets
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from lanner.route.reverse import ReverseRoutes
 from lanner.route.rules import Router
 
 if TYPE_CHECKING:
+    from lanner.control.stream import StreamHub
     from lanner.record.recorder import Recorder
     from lanner.tls.policy import Interception
     from lanner.tls.sni_certs import SniCertificates
@@ -53,7 +55,11 @@ class Services:
     interception: Interception | None = None  # see lanner.tls.policy; None: no intercept rules
     upstreams: Upstreams | None = None  # see lanner.upstream.registry; None: no pools
     vendors: Vendors | None = None  # see lanner.upstream.vendors; None: no providers
+    events: StreamHub | None = None  # the admin API's live stream (connection opened/closed)
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    # Tells this process's connection numbers apart from other processes' and runs': a
+    # connection's uid ("<tag>.<number>") is its correlation id in logs, flows and the admin API.
+    tag: str = field(default_factory=lambda: secrets.token_hex(3))
 
 
 def within(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
@@ -122,10 +128,14 @@ class ListenerRuntime:
             return None
         conn = Conn(next(self.services.ids), self, transport)
         self.live.add(conn)
+        if self.services.events is not None:
+            self.services.events.connection_opened(conn)
         return conn
 
     def release(self, conn: Conn) -> None:
         self.live.discard(conn)
+        if self.services.events is not None:
+            self.services.events.connection_closed(conn)
 
     def sweep(self, now: float) -> None:
         """Enforce handshake and idle timeouts (see `Gateway._sweep` for the cadence)."""

@@ -107,7 +107,7 @@ class Recorder:
     # -- on the event loop --
 
     def uid(self, conn: Conn) -> str:
-        return f"{self.tag}.{conn.id}"
+        return conn.uid
 
     def exchange(self, exchange: Exchange, origin: Origin) -> None:
         if not self.sampler.keep(exchange):
@@ -130,7 +130,7 @@ class Recorder:
         now = time.time()
         self._put(
             ConnectionRecord(
-                uid=f"{self.tag}.{conn.id}",
+                uid=conn.uid,
                 listener=conn.listener.name,
                 client=conn.client_text,
                 protocol=conn.protocol,

@@ -54,3 +54,15 @@ class Store(Protocol):
         """Delete the oldest flows and connections past either bound, in small batches; the count."""
 
     def close(self) -> None: ...
+
+
+WS_MESSAGES_SHOWN = 10_000  # per upgrade, in `flows show`, HAR export and the admin API
+
+
+def websocket_messages(store: Store, upgrade: FlowRecord, limit: int = WS_MESSAGES_SHOWN) -> list[FlowRecord]:
+    """The WebSocket messages recorded on an upgrade's connection, oldest first, whole."""
+    from lanner.record.filter import parse
+
+    found = store.flows(parse(f'conn:"{upgrade.conn_uid}" proto:websocket'), limit=limit)
+    whole = (store.get(summary.id) for summary in sorted(found, key=lambda summary: summary.id))
+    return [record for record in whole if record is not None]

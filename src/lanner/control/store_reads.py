@@ -1,0 +1,51 @@
+"""Reads of the flow store for the admin API, off the event loop.
+
+Queries run on a small thread pool of their own, each thread with its own
+read-only SQLite connection (opened on first use, reopened after an error), so
+a slow search never holds up proxying or another API call for long. Before
+the writer has created the store there is nothing to read: `read` gives None.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from lanner.record.sqlite import SqliteStore
+from lanner.record.store import StoreError
+
+T = TypeVar("T")
+
+READ_THREADS = 2
+
+
+class StoreReader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lanner-admin-store")
+        self._local = threading.local()
+
+    async def read(self, query: Callable[[SqliteStore], T]) -> T | None:
+        """`query(store)` on a reader thread; None while no store exists yet."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+
+    def _run(self, query: Callable[[SqliteStore], T]) -> T | None:
+        store: SqliteStore | None = getattr(self._local, "store", None)
+        if store is None:
+            if not Path(self.path).exists():
+                return None
+            store = SqliteStore(self.path, readonly=True)
+            self._local.store = store
+        try:
+            return query(store)
+        except StoreError:
+            store.close()
+            self._local.store = None
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
