@@ -59,6 +59,8 @@ class LannerProcess:
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read_stdout, daemon=True).start()
         self.announced = [self._next_line() for _ in config["listeners"]]
+        if config["admin"].get("enabled", True):
+            self.announced.append(self._next_line())  # the admin API's line, once it listens
 
     def _read_stdout(self) -> None:
         assert self.proc.stdout is not None

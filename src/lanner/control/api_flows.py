@@ -45,7 +45,9 @@ def routes(reader: StoreReader, page_max: int) -> APIRouter:
     async def flows(
         filter: FilterParam = "",
         limit: Annotated[int, Query(ge=1, le=100_000)] = 100,
-        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        cursor: Annotated[
+            str | None, Query(pattern=r"^[0-9]{1,19}$", description="next_cursor of the previous page")
+        ] = None,
     ) -> dict[str, Any]:
         query = parse_optional(filter)
         before = _cursor(cursor)

@@ -531,7 +531,8 @@ def _node(node: Node, params: list[Any]) -> str:
 def _term(term: Term, params: list[Any]) -> str:
     if term.op == "text":
         column = _FTS_COLUMNS[term.field]
-        phrase = '"' + str(term.value).replace('"', '""') + '"'
+        # FTS5 reads a NUL as the end of the query string: it can never match indexed text anyway.
+        phrase = '"' + str(term.value).replace("\x00", "").replace('"', '""') + '"'
         params.append(f"{column} : {phrase}" if column else phrase)
         return "id IN (SELECT rowid FROM flows_fts WHERE flows_fts MATCH ?)"
     if term.field == "key":

@@ -271,3 +271,29 @@ def test_writing_to_a_readonly_store_fails_cleanly(store: SqliteStore, path: str
             reader.write([], [make_flow(2)])
     finally:
         reader.close()
+
+
+def test_any_filter_that_parses_can_be_run(tmp_path: Path) -> None:
+    """Whatever text a filter holds (the admin API takes it from anyone), the store runs it or it fails to parse."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lanner.record.filter import FilterError
+
+    store = SqliteStore(str(tmp_path / "f.db"))
+    store.write([], [make_flow(n) for n in range(3)])
+    fields = st.sampled_from(["", "body:", "header:", "host:", "path:", "sql:", "key:", "cmd:", "status:", "text:"])
+
+    @given(st.tuples(fields, st.text(max_size=20)).map("".join))
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    def runs(text: str) -> None:
+        try:
+            query = parse(text)
+        except FilterError:
+            return
+        store.flows(query, limit=5)
+        store.count(query)
+
+    runs()
+    assert [f.id for f in store.flows(parse('"a\x00b" OR body:"x\x00"'))] == []
+    store.close()
