@@ -241,8 +241,9 @@ def test_stream_pushes_matching_flows_and_connection_events(start_lanner: Any, o
 def test_slow_stream_client_is_dropped_and_the_proxy_keeps_serving(start_lanner: Any, origin: Origin) -> None:
     lanner = start_lanner({"admin": {"bind": f"127.0.0.1:{free_port()}", "stream_buffer": 200}})
     bind = lanner.config["admin"]["bind"]
-    slow = socket.create_connection(("127.0.0.1", int(bind.rsplit(":", 1)[1])))
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    slow.connect(("127.0.0.1", int(bind.rsplit(":", 1)[1])))
     key = "dGhlIHNhbXBsZSBub25jZQ=="
     slow.sendall(
         (
@@ -259,7 +260,6 @@ def test_slow_stream_client_is_dropped_and_the_proxy_keeps_serving(start_lanner:
             assert client.get(f"http://127.0.0.1:{origin.port}/small?{'x' * 6000}").status_code == 200
             if sent % 50 == 0 and "too slow" in lanner.log():
                 break
-    print("requests until dropped:", sent)
     lanner.wait_log(r"live stream client too slow: disconnected")
     assert proxied(lanner, origin, "/small").status_code == 200
     with ws_connect(f"ws://{bind}/api/v1/stream", open_timeout=5) as ws:  # others still welcome
