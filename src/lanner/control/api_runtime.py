@@ -10,7 +10,9 @@ connections and health checks); flows and /metrics cover every worker.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
 import time
 from typing import Any, Protocol
 
@@ -28,11 +30,15 @@ MASK = "********"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", re.IGNORECASE)
 
 
-class ReloadOutcome(Protocol):
-    ok: bool
-    errors: list[str]
-    changed: list[str]
-    needs_restart: list[str]
+class ReloadOutcome(Protocol):  # lanner.reload.ReloadResult (frozen: read-only members)
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def errors(self) -> list[str]: ...
+    @property
+    def changed(self) -> list[str]: ...
+    @property
+    def needs_restart(self) -> list[str]: ...
 
 
 class Target(Protocol):
@@ -77,6 +83,8 @@ def routes(gateway: Target) -> APIRouter:
         result = gateway.reload("api")
         if not result.ok:
             raise ApiError(400, "invalid_config", "config not reloaded: " + "; ".join(result.errors))
+        if gateway.services.worker is not None:
+            os.kill(os.getppid(), signal.SIGHUP)  # the supervisor passes it on: every worker reloads
         return {
             "ok": result.ok,
             "changed": list(result.changed),
