@@ -112,5 +112,6 @@ def test_workers_share_the_listener(start_lanner: Any, origin: Origin) -> None:
             f"GET http://127.0.0.1:{origin.port}/small HTTP/1.1\r\nConnection: close\r\n\r\n".encode()
         )
         assert recv_until_close(sock).endswith(b"hello-from-origin\n")
-    assert len(lanner.announced) == 1
+    # One line for the listener and one for the admin API (worker 0's), not one per worker.
+    assert [line.split(" ")[1] for line in lanner.announced] == ["forward", "admin"]
     lanner.wait_log(r"outcome=ok.* worker=[01]")
