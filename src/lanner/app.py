@@ -1,104 +1,61 @@
-"""The running gateway: binds the configured listeners and serves until told to stop.
+"""The running gateway: binds the configured listeners, serves until told to stop, reloads its config.
 
 Shutdown (SIGINT/SIGTERM): stop accepting, give open connections
 `shutdown_grace` seconds to finish, then abort what is left; exit code 0.
+Reload (SIGHUP, the config file changing, the admin API): `lanner.reload`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from lanner import logs
-from lanner.config import ConfigError, load_config
-from lanner.config.model import Config, ListenerConfig, split_hostport
-from lanner.config.pools import ReverseRoute
+from lanner.config.model import Config
+from lanner.config.source import ConfigSource, Stamp
 from lanner.control.plane import ControlPlane
-from lanner.entry.base import EntryProtocol
-from lanner.entry.forward import ForwardEntry
-from lanner.entry.proxy_header import ProxyHeaderEntry
-from lanner.entry.reverse import ReverseSession
-from lanner.entry.router import RouterEntry
-from lanner.entry.tcp import TcpEntry
-from lanner.entry.tls_terminate import TlsEntry
 from lanner.errors import Outcome
-from lanner.net.listener import ListenerRuntime, Services
-from lanner.net.resolver import Resolver
+from lanner.generation import BuildError, Generation, build, describe, services_for
+from lanner.net.conn import Conn
+from lanner.net.listener import Acceptor, ListenerRuntime
 from lanner.record.recorder import Recorder
 from lanner.record.retention import Retention
 from lanner.record.sqlite import SqliteStore
 from lanner.record.writer import WriterProcess
-from lanner.route.auth import Authenticator
-from lanner.route.params import ParamRules
-from lanner.route.reverse import ReverseRoutes
-from lanner.route.rules import Router
-from lanner.tls.ca import CaError, CertificateAuthority
-from lanner.tls.leaves import LeafIssuer
-from lanner.tls.policy import Interception
-from lanner.tls.sni_certs import CertificateError, SniCertificates
-from lanner.upstream.registry import Upstreams
-from lanner.upstream.vendors import Vendors
+from lanner.reload import ReloadResult, reload
+from lanner.watch import ConfigWatcher
 
 log = logging.getLogger("lanner")
 
 SWEEP_INTERVAL_MAX = 5.0
-_ENTRIES: dict[str, type[EntryProtocol]] = {
-    "forward": ForwardEntry,
-    "tcp": TcpEntry,
-    "router": RouterEntry,
-    "tls": TlsEntry,
-    "reverse": ReverseSession,
-}
-
-
-def describe(listener: ListenerConfig) -> str:
-    if listener.type == "tcp":
-        return f"tcp listener {listener.name!r} on {listener.bind} forwards to {listener.target}"
-    if listener.type == "router":
-        return f"router listener {listener.name!r} on {listener.bind} routes by SNI and Host"
-    if listener.type == "tls":
-        return f"tls listener {listener.name!r} on {listener.bind} terminates TLS"
-    if listener.type == "reverse":
-        scheme = "https" if listener.certificates else "http"
-        return f"reverse listener {listener.name!r} on {listener.bind} ({scheme}) routes to backend pools"
-    accepts = []
-    if "http" in listener.protocols:
-        accepts += ["http", "connect"]
-    if "socks4" in listener.protocols:
-        accepts += ["socks4", "socks4a"]
-    if "socks5" in listener.protocols:
-        accepts.append("socks5")
-    return f"forward listener {listener.name!r} on {listener.bind} accepts {', '.join(accepts)}"
 
 
 class Gateway:
-    def __init__(self, config: Config, worker: int | None = None, config_path: str | None = None) -> None:
-        self.config = config
-        self.config_path = config_path  # re-read on SIGHUP
+    def __init__(
+        self,
+        config: Config,
+        worker: int | None = None,
+        source: ConfigSource | None = None,
+        stamp: Stamp | None = None,
+    ) -> None:
+        """`config` as `source` read it when its file looked like `stamp` (see lanner.watch)."""
+        self.config = config  # the running generation's (see lanner.reload.pin)
+        self.started_config = config  # what settings only a restart applies stay at
+        self.source = source or ConfigSource()  # re-read on reload
         self.announce = not worker  # the only process, or the first worker
-        self.listeners: list[ListenerRuntime] = []
+        self.generation: Generation | None = None
+        self.listeners: list[ListenerRuntime] = []  # the running generation's
+        self.retired: list[Acceptor] = []  # addresses a reload gave up, until their connections end
         self.stopping = asyncio.Event()
-        own = [split_hostport(item.bind) for item in config.listeners]
-        self.services = Services(
-            router=Router(config.rules, own),
-            resolver=Resolver(config.dns_cache_ttl),
-            auth=Authenticator(config.users, required=bool(config.users), params=_param_rules(config)),
-            log_connections=config.log.connections,
-            worker=worker,
-            splice_after_bytes=config.splice_after_bytes,
-            analysis=config.analysis,
+        read = stamp if stamp is not None else self.source.stamp()
+        self.watcher = ConfigWatcher(
+            self.source, read, lambda: self.config.config_watch_interval, self.file_changed
         )
-        if config.intercept:
-            self.services.interception = _interception(config)
-        if config.pools:
-            self.services.upstreams = Upstreams(config.pools)
-        if config.vendors.providers:
-            self.services.vendors = Vendors(config.vendors)
+        self.services = services_for(config, None, worker)
         self.retention: Retention | None = None
         self.control: ControlPlane | None = None  # the admin API: in the only process, or worker 0
         if config.record.enabled:
@@ -117,19 +74,11 @@ class Gateway:
             self.services.upstreams.start()
         if self.services.vendors is not None:
             self.services.vendors.start()
-        reuse_port = self.config.workers > 1
-        for listener_config in self.config.listeners:
-            runtime = ListenerRuntime(
-                listener_config,
-                self.config.limits_for(listener_config),
-                self.services,
-                self.config.analyze_for(listener_config),
-            )
-            if listener_config.certificates:
-                runtime.certificates = SniCertificates(listener_config.certificates)
-            await runtime.bind(_factory(_ENTRIES[listener_config.type], runtime), reuse_port)
-            self.listeners.append(runtime)
-            if self.announce:
+        generation = build(self.config, self.services, None, self.config.workers > 1)
+        self.activate(generation)
+        await generation.serve()
+        if self.announce:
+            for listener_config in self.config.listeners:
                 print(f"lanner: {describe(listener_config)}", flush=True)
         if self.config.admin.enabled and not self.services.worker:
             self.control = ControlPlane(self)
@@ -139,22 +88,24 @@ class Gateway:
 
     async def serve(self) -> None:
         """Start, serve until SIGINT/SIGTERM, shut down gracefully."""
-        await self.start()
         loop = asyncio.get_running_loop()
+        # Before anything is announced: a signal sent the moment lanner says it listens is handled.
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.start()
+        self.watcher.start()
         sweeper = loop.call_later(self._sweep_interval(), self._sweep)
         try:
             await self.stopping.wait()
         finally:
+            self.watcher.stop()
             sweeper.cancel()
             await self.shutdown()
 
     async def shutdown(self) -> None:
-        for runtime in self.listeners:
-            if runtime.server is not None:
-                runtime.server.close()
+        for acceptor in self._acceptors():
+            acceptor.close()
         live = self._live()
         if live:
             log.info("draining", extra={"fields": {"open": live, "grace": self.config.shutdown_grace}})
@@ -164,9 +115,8 @@ class Gateway:
         # event through every connection's end, and costs nothing while serving.
         while self._live() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
-        for runtime in self.listeners:
-            for conn in list(runtime.live):
-                conn.abort(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
+        for acceptor in self._acceptors():
+            acceptor.abort_all(Outcome.SHUTDOWN, "closed at shutdown after the grace period")
         if self.services.upstreams is not None:
             self.services.upstreams.stop()
         if self.services.vendors is not None:
@@ -180,51 +130,50 @@ class Gateway:
         if self.services.recorder is not None:
             await asyncio.to_thread(self.services.recorder.stop)
 
-    def reload(self) -> None:
-        """SIGHUP: re-read the config file; apply its pools, reverse routes, vendors and analysis settings.
+    def reload(self, source: str = "signal") -> ReloadResult:
+        """Re-read the config file and apply it (see `lanner.reload`); `source`: signal, file or api."""
+        if self.stopping.is_set() or self.generation is None:
+            why = "lanner is shutting down" if self.stopping.is_set() else "lanner is still starting"
+            log.warning("config not reloaded", extra={"fields": {"source": source, "why": why}})
+            return ReloadResult(False, [why], [], [])
+        result = reload(self, source)
+        self.watcher.start()  # the new config may have turned watching on
+        return result
 
-        Until the control plane's full hot reload lands, other changes (listeners, rules, recording)
-        need a restart; they are named in the log. Connections open now keep the routes they started with.
-        """
-        if self.config_path is None:
-            log.warning("config not reloaded: lanner runs on its embedded defaults")
-            return
-        try:
-            config = load_config(self.config_path)
-        except ConfigError as exc:
-            log.error("config not reloaded: the file is invalid", extra={"fields": {"errors": str(exc)}})
-            return
-        upstreams = self.services.upstreams
-        if config.pools and upstreams is None:
-            log.error("config not reloaded: pools were added to a process started without them (restart)")
-            return
-        if config.vendors.providers and self.services.vendors is None:
-            log.error("config not reloaded: providers were added to a process started without them (restart)")
-            return
-        if upstreams is not None:
-            upstreams.reconfigure(config.pools)
-        self._reload_vendors(config)
-        self.services.analysis = config.analysis  # new connections analyze by the new settings
-        by_name = {listener.name: listener for listener in config.listeners}
-        for runtime in self.listeners:
-            new = by_name.get(runtime.name)
-            if new is not None and new.type == runtime.config.type == "reverse":
-                runtime.reverse_routes = ReverseRoutes([r for r in new.routes if isinstance(r, ReverseRoute)])
-        ignored = _needs_restart(self.config, config)
-        fields = {
-            "pools": len(config.pools),
-            "providers": len(config.vendors.providers),
-            "needs_restart": ignored,
-        }
-        log.info("config reloaded", extra={"fields": fields})
+    def file_changed(self) -> None:
+        if not self.stopping.is_set():
+            self.reload("file")
 
-    def _reload_vendors(self, config: Config) -> None:
-        if self.services.vendors is not None:
-            self.services.vendors.reconfigure(config.vendors)
-        self.services.auth.params = _param_rules(config)
+    def activate(self, generation: Generation) -> None:
+        """New connections get `generation` once its `serve()` runs; the running one stops accepting now."""
+        given_up = generation.activate(self.generation)
+        self.generation = generation
+        self.config, self.services = generation.config, generation.services
+        self.listeners = list(generation.runtimes)
+        for acceptor in given_up:
+            self._retire(acceptor)
+
+    def connections(self) -> Iterator[Conn]:
+        """Every open client connection, including those on addresses a reload gave up."""
+        for acceptor in self._acceptors():
+            yield from acceptor.live
+
+    def _retire(self, acceptor: Acceptor) -> None:
+        """Stop accepting on an address now; its connections get `shutdown_grace` seconds to finish."""
+        acceptor.close()
+        self.retired.append(acceptor)
+        asyncio.get_running_loop().call_later(self.config.shutdown_grace, self._expire, acceptor)
+
+    def _expire(self, acceptor: Acceptor) -> None:
+        acceptor.abort_all(Outcome.SHUTDOWN, "listener removed by a reload; closed after the grace period")
+        if acceptor in self.retired:
+            self.retired.remove(acceptor)
+
+    def _acceptors(self) -> list[Acceptor]:
+        return [runtime.acceptor for runtime in self.listeners] + self.retired
 
     def _live(self) -> int:
-        return sum(len(runtime.live) for runtime in self.listeners)
+        return sum(len(acceptor.live) for acceptor in self._acceptors())
 
     def _sweep_interval(self) -> float:
         """A quarter of the shortest timeout: timeouts fire within 125% of their value."""
@@ -236,58 +185,25 @@ class Gateway:
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        for runtime in self.listeners:
-            runtime.sweep(now)
+        for acceptor in self._acceptors():
+            acceptor.sweep(now)
+        self.retired = [acceptor for acceptor in self.retired if acceptor.live]
         if not self.stopping.is_set():
             loop.call_later(self._sweep_interval(), self._sweep)
 
 
-def _needs_restart(running: Config, loaded: Config) -> str | None:
-    """What a reload changed that only a restart applies (None: nothing)."""
-    changed = []
-    for key in ("users", "rules", "record", "intercept", "tls", "limits", "log"):
-        if getattr(running, key) != getattr(loaded, key):
-            changed.append(key)
-    strip = [listener.model_copy(update={"routes": []}) for listener in running.listeners]
-    if strip != [listener.model_copy(update={"routes": []}) for listener in loaded.listeners]:
-        changed.append("listeners")
-    return ", ".join(changed) or None
-
-
-def _param_rules(config: Config) -> ParamRules | None:
-    """What usernames may carry; None where no vendors are configured (names are taken whole)."""
-    vendors = config.vendors
-    if not vendors.providers:
-        return None
-    pools = [pool.name for pool in vendors.all_pools]
-    return ParamRules(pools, [provider.name for provider in vendors.providers], vendors.max_ttl)
-
-
-def _interception(config: Config) -> Interception:
-    """The CA (created on first use), the leaf issuer and the intercept rules."""
-    ca = CertificateAuthority.load_or_create(config.ca_dir)
-    issuer = LeafIssuer(ca, os.path.join(config.ca_dir, "leaves"), config.tls.leaf_cache)
-    return Interception(config.intercept, config.tls, issuer)
-
-
-def _factory(entry: type[EntryProtocol], runtime: ListenerRuntime) -> Callable[[], EntryProtocol]:
-    def inner() -> EntryProtocol:
-        return entry(runtime)
-
-    if runtime.config.proxy_protocol is None:
-        return inner
-    return lambda: ProxyHeaderEntry(runtime, inner)
-
-
-def run(config: Config, worker: int | None = None, config_path: str | None = None) -> int:
+def run(
+    config: Config, worker: int | None = None, source: ConfigSource | None = None, stamp: Stamp | None = None
+) -> int:
     """Run one gateway process (`worker` numbers it among several) to completion; the exit code."""
     try:
-        _runner(Gateway(config, worker, config_path).serve())
+        _runner(Gateway(config, worker, source, stamp).serve())
+    except BuildError as exc:
+        for problem in exc.problems:
+            print(f"lanner: {problem}", file=sys.stderr, flush=True)
+        return 1
     except OSError as exc:
         print(f"lanner: cannot listen: {exc.strerror or exc}", file=sys.stderr, flush=True)
-        return 1
-    except (CertificateError, CaError) as exc:
-        print(f"lanner: {exc}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -12,6 +12,7 @@ from lanner import __version__
 from lanner.cli_ca import add_commands as add_ca_commands
 from lanner.cli_flows import add_commands as add_flows_commands
 from lanner.config import Config, ConfigError, load_config, load_default
+from lanner.config.source import ConfigSource, Overrides
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,36 +81,30 @@ def config_from(path: str | None) -> Config:
 
 def _run(args: argparse.Namespace) -> int:
     from lanner import logs
+    from lanner.control import metrics_dir
 
-    path = args.config or os.environ.get("LANNER_CONFIG")
+    # A reload reads the config the same way: the command line's flags hold for every generation.
+    overrides = Overrides(
+        args.workers, "json" if args.json_logs else None, args.log_level, tuple(args.intercept or ())
+    )
+    source = ConfigSource(args.config or os.environ.get("LANNER_CONFIG"), overrides)
     try:
-        config = config_from(path)
+        config, stamp = source.read()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    updates: dict[str, object] = {}
-    if args.workers:
-        updates["workers"] = args.workers
-    log_updates: dict[str, object] = {}
-    if args.json_logs:
-        log_updates["format"] = "json"
-    if args.log_level:
-        log_updates["level"] = args.log_level
-    if log_updates:
-        updates["log"] = config.log.model_copy(update=log_updates)
-    if args.intercept:
-        updates["intercept"] = [*config.intercept, *({"hosts": [glob]} for glob in args.intercept)]
-    if updates:
-        config = Config.model_validate({**config.model_dump(), **updates})
     logs.setup(config.log.format, config.log.level)
     _raise_fd_limit()
-    if config.workers > 1:
-        from lanner.workers import supervise
+    # Before lanner.app (and so prometheus_client) is imported: every process of this run, forked
+    # workers and writer children included, keeps its metric values there (control/metrics_dir.py).
+    with metrics_dir.per_run():
+        if config.workers > 1:
+            from lanner.workers import supervise
 
-        return supervise(config, path)
-    from lanner.app import run
+            return supervise(config, source, stamp)
+        from lanner.app import run
 
-    return run(config, config_path=path)
+        return run(config, source=source, stamp=stamp)
 
 
 def _check(args: argparse.Namespace) -> int:

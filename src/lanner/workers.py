@@ -3,7 +3,7 @@
 The supervisor forks the workers before any event loop exists, forwards
 SIGINT/SIGTERM (and SIGHUP, reload) to them, and exits 0 once all have exited cleanly. If one
 worker fails (a port it cannot bind), the others are stopped and the
-supervisor exits 1.
+supervisor exits 1. Each worker also watches the config file and reloads itself.
 """
 
 from __future__ import annotations
@@ -16,16 +16,17 @@ from types import FrameType
 
 from lanner.app import run
 from lanner.config.model import Config
+from lanner.config.source import ConfigSource, Stamp
 
 
-def supervise(config: Config, config_path: str | None = None) -> int:
+def supervise(config: Config, source: ConfigSource | None = None, stamp: Stamp | None = None) -> int:
     children: list[int] = []
     for index in range(config.workers):
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = run(config, worker=index, config_path=config_path)
+                code = run(config, worker=index, source=source, stamp=stamp)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -260,7 +260,12 @@ class Config(_Frozen):
     limits: Limits = Field(default_factory=lambda: Limits())
     log: LogConfig = Field(default_factory=lambda: LogConfig())
     workers: int = Field(1, ge=1, le=256)
-    shutdown_grace: float = Field(10.0, ge=0, description="seconds open connections get to finish")
+    shutdown_grace: float = Field(
+        10.0, ge=0, description="seconds open connections get to finish at shutdown or on a removed listener"
+    )
+    config_watch_interval: float = Field(
+        1.0, ge=0, description="seconds between looks at the config file (a change reloads it); 0: off"
+    )
     dns_cache_ttl: float = Field(30.0, ge=0, description="seconds a resolved name is reused")
     data_dir: str = Field("./lanner-data", description="where lanner keeps its store and its CA")
     record: RecordConfig = Field(default_factory=lambda: RecordConfig())

@@ -28,7 +28,7 @@ from lanner.control.store_reads import StoreReader
 from lanner.control.stream import StreamHub
 from lanner.record.filter import FilterError, parse_optional
 
-PUBLIC = ("/health", "/ready", "/ui", "/favicon.ico")
+PUBLIC = ("/health", "/ready", "/ui")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -122,9 +122,7 @@ def _probes(gateway: api_runtime.Target) -> Any:
 
 
 def readiness(gateway: api_runtime.Target) -> dict[str, bool]:
-    listeners = all(
-        runtime.server is not None and runtime.server.is_serving() for runtime in gateway.listeners
-    )
+    listeners = all(runtime.is_serving() for runtime in gateway.listeners)
     store = True
     if gateway.services.recorder is not None:
         path = gateway.config.store_path

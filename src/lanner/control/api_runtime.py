@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from fastapi import APIRouter
@@ -23,6 +24,7 @@ from lanner.control import views
 from lanner.control.errors import ApiError
 from lanner.control.schemas import Closed, ConnectionView, Drained, ListenerView, ReloadView, Upstreams
 from lanner.errors import Outcome
+from lanner.net.conn import Conn
 from lanner.net.listener import ListenerRuntime, Services
 
 SECRET_KEYS = frozenset({"password", "token", "secret", "api_key"})
@@ -51,6 +53,8 @@ class Target(Protocol):
 
     def reload(self, source: str = "signal") -> ReloadOutcome: ...
 
+    def connections(self) -> Iterator[Conn]: ...
+
 
 def routes(gateway: Target) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["gateway"])
@@ -62,15 +66,14 @@ def routes(gateway: Target) -> APIRouter:
     @router.get("/connections", response_model=list[ConnectionView], summary="Open client connections")
     async def connections() -> list[dict[str, Any]]:
         now = time.monotonic()
-        return [views.live_connection(conn, now) for runtime in gateway.listeners for conn in runtime.live]
+        return [views.live_connection(conn, now) for conn in gateway.connections()]
 
     @router.delete("/connections/{uid}", response_model=Closed, summary="Close an open connection now")
     async def close(uid: str) -> dict[str, str]:
-        for runtime in gateway.listeners:
-            for conn in runtime.live:
-                if conn.uid == uid:
-                    conn.abort(Outcome.CLOSED_BY_ADMIN, "closed through the admin API")
-                    return {"closed": uid}
+        for conn in gateway.connections():
+            if conn.uid == uid:
+                conn.abort(Outcome.CLOSED_BY_ADMIN, "closed through the admin API")
+                return {"closed": uid}
         raise ApiError(404, "not_found", f"no open connection {uid[:80]!r} in this process")
 
     @router.get("/config", summary="The running config (secrets masked)")

@@ -37,10 +37,12 @@ class EntryProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         conn = self.listener.admit(self.transport)
-        if conn is not None:
-            self.conn = conn
-            self.admitted = True
-            self.started()
+        if conn is None:
+            self.listener.metrics.refused()  # at capacity: admit closed it
+            return
+        self.conn = conn
+        self.admitted = True
+        self.started()
 
     def take_over(self, previous: EntryProtocol) -> None:
         """Continue a connection another entry admitted (after protocol sniffing)."""

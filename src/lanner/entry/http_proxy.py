@@ -127,6 +127,8 @@ class HttpProxySession(EntryProtocol):
         self.paused = 0
         self.last_auth: bytes | None = None
         self.via = listener.config.via
+        self.unanswered = False  # a request (or CONNECT) is waiting for an answer to count
+        self.sent_at = 0.0  # monotonic time its head went upstream: the latency metric's start
 
     def started(self) -> None:
         self.conn.protocol = "http"
@@ -182,6 +184,7 @@ class HttpProxySession(EntryProtocol):
         conn.handshake_done()
         conn.requests += 1
         self.request = head
+        self.unanswered = True
         user = self.authenticate(head)
         if head.method == b"CONNECT":
             self.start_tunnel(head, user)
@@ -197,6 +200,7 @@ class HttpProxySession(EntryProtocol):
         self.conn.up += len(outgoing)
         if self.keep_upstream(key):
             self.to_upstream.append(outgoing)
+            self.sent_at = time.monotonic()  # written as this pump ends
             return
         self.drop_upstream()
         self.pause_client(DIALING)
@@ -255,6 +259,7 @@ class HttpProxySession(EntryProtocol):
         self.upstream = upstream
         self.conn.upstream = upstream.transport
         upstream.transport.write(outgoing)
+        self.sent_at = time.monotonic()
         self.resume_client(DIALING)
         self.pump_requests()
         if self.responses.buffered:
@@ -277,6 +282,7 @@ class HttpProxySession(EntryProtocol):
         if upstream is None:
             return
         self.transport.write(_CONNECTED)
+        self.answered(200)
         self.tunnel(
             upstream,
             host,
@@ -297,6 +303,8 @@ class HttpProxySession(EntryProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.drop_upstream()
+        if self.unanswered:
+            self.answered(None)
         if self.exchange is not None:
             self.record_exchange("client closed the connection mid-exchange")
         super().connection_lost(exc)
@@ -383,6 +391,7 @@ class HttpProxySession(EntryProtocol):
             raise ProtocolError("101 to a request that asked for no upgrade")
         if head.status >= 200 or head.status == 101:
             self.response_started = True
+            self.answered(head.status, time.monotonic() - self.sent_at)
             if not self.request_complete:
                 # Answered before the request body ended (a 413, say): the rest of the body has
                 # nowhere to go, so this connection carries no further request.
@@ -508,6 +517,11 @@ class HttpProxySession(EntryProtocol):
         assert self.recorder is not None
         return Origin(self.recorder.uid(conn), self.listener.name, conn.client_text, conn.user)
 
+    def answered(self, status: int | None, latency: float | None = None) -> None:
+        """Count the answer a client got (None: none); `latency` for the upstream's answers."""
+        self.unanswered = False
+        self.listener.metrics.answered(status, latency)
+
     # -- answers of our own --
 
     def refuse_gateway(self, exc: GatewayError) -> None:
@@ -529,6 +543,7 @@ class HttpProxySession(EntryProtocol):
         self.record_exchange(f"lanner answered {status}: {log_detail or detail}")
         self.switching = True
         self.drop_upstream()
-        if not self.client_gone:
+        if not self.client_gone:  # else connection_lost counts an exchange in flight as unanswered
+            self.answered(status)
             self.transport.write(error_response(status, detail, extra or []))
             self.transport.close()

@@ -116,4 +116,5 @@ class RouterEntry(EntryProtocol):
             self.transport.write(_ALERT_UNRECOGNIZED_NAME if no_route else _ALERT_INTERNAL_ERROR)
         else:
             self.transport.write(error_response(status, exc.detail if status != 400 else "bad request"))
+            self.listener.metrics.answered(status)
         self.transport.close()

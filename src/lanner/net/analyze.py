@@ -50,6 +50,15 @@ def is_websocket(exchange: Exchange) -> bool:
     return b"websocket" in upgrade.lower()
 
 
+def answer(exchange: Exchange) -> tuple[int | None, float | None]:
+    """(final status, seconds from the request to the response's first byte) for the metrics."""
+    response = exchange.response
+    if response is None:
+        return None, None
+    began = exchange.response_started
+    return response.status, (began - exchange.started if began is not None else None)
+
+
 class WsTap:
     """An upgraded connection's WebSocket messages, recorded as flows under its upgrade exchange."""
 
@@ -158,7 +167,9 @@ class Tap:
         upgrade = None
         if exchanges:
             self.conn.requests += len(exchanges)
+            metrics = self.conn.listener.metrics
             for exchange in exchanges:
+                metrics.answered(*answer(exchange))
                 self.recorder.exchange(exchange, self.origin)
                 if exchange.upgraded and is_websocket(exchange):
                     upgrade = exchange

@@ -1,4 +1,4 @@
-"""One accepted client connection: its record, its slot, its log line.
+"""One accepted client connection: its record, its slot, its log line, its metrics.
 
 A `Conn` is created when a listener admits a client and ends exactly once,
 when the client transport is lost. Whatever decides how the connection ended
@@ -41,6 +41,7 @@ class Conn:
         "outcome",
         "detail",
         "in_handshake",
+        "handshake_seconds",
         "notes",
         "splice",
         "closed",
@@ -67,11 +68,13 @@ class Conn:
         self.outcome: Outcome | None = None
         self.detail = ""
         self.in_handshake = True
+        self.handshake_seconds: float | None = None  # from accept to the first handshake_done
         self.notes: dict[str, Any] | None = None
         self.splice: SpliceRelay | None = None
         self.closed = False  # ended() ran
         self._seen = 0
         self._quiet_since = self.started
+        listener.metrics.opened()
 
     def set_outcome(self, outcome: Outcome, detail: str = "") -> None:
         if self.outcome is None:
@@ -86,6 +89,10 @@ class Conn:
 
     def handshake_done(self) -> None:
         self.in_handshake = False
+        if self.handshake_seconds is None:  # only the first (a kept-alive connection's next requests,
+            # an intercepted tunnel's TLS handshake with lanner, end "handshakes" too)
+            self.handshake_seconds = time.monotonic() - self.started
+            self.listener.metrics.handshake(self.handshake_seconds)
 
     def abort(self, outcome: Outcome, detail: str = "") -> None:
         """Close both sides now (timeouts, shutdown, a broken peer)."""
@@ -122,6 +129,7 @@ class Conn:
         if self.upstream is not None:
             self.upstream.close()
         self.listener.release(self)
+        self.listener.metrics.closed((self.outcome or Outcome.OK).value, self.up, self.down)
         recorder = self.listener.services.recorder
         if recorder is not None:
             recorder.connection(self)

@@ -4,7 +4,8 @@
 error taxonomy (`map_dial_errors`). It checks the destination against the
 rules before resolving, checks each resolved address again (CIDR rules and
 the no-loop guard), then tries the allowed addresses in order within one
-connect timeout.
+connect timeout. A dial that succeeds is timed, per listener
+(`lanner_upstream_connect_seconds`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import ipaddress
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
@@ -57,6 +59,13 @@ def map_dial_errors(host: str, port: int) -> Iterator[None]:
 
 async def dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tuple[asyncio.Transport, P]:
     """Connect to host:port for `conn`, or raise a GatewayError saying why not."""
+    started = time.monotonic()
+    opened = await _dial(conn, host, port, factory)
+    conn.listener.metrics.connected(time.monotonic() - started)
+    return opened
+
+
+async def _dial(conn: Conn, host: str, port: int, factory: Callable[[], P]) -> tuple[asyncio.Transport, P]:
     listener = conn.listener
     services = listener.services
     router = services.router

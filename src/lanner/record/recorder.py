@@ -14,6 +14,11 @@ index, then one store transaction per batch. When the store fails
 reason, the batch in hand is retried every `RETRY_INTERVAL` on a freshly
 opened store (the sink blocks meanwhile, so the queue fills and drops past its
 bound), and a line says when recording resumes. Proxying never notices.
+
+Metrics: the loop only counts in plain ints; the feeder thread hands drops,
+sampled-out records and the queue's depth to `control.metrics` at each wake.
+`StoreWriter` times store writes and observes database latencies and errors
+(`control.metrics_db`) from the events it converts.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 from lanner.config.model import RecordConfig
+from lanner.control import metrics
+from lanner.control.metrics_db import DbMetrics
 from lanner.record import bodies
 from lanner.record.convert import DbItem, Origin, Packed, WsItem, flow, pack, ws_flow
 from lanner.record.convert_db import db_flow, db_search_text
@@ -103,6 +110,7 @@ class Recorder:
         self._wake = threading.Event()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._published = (0, 0, -1)  # dropped, sampled out, queue depth: as the metrics last saw them
 
     # -- on the event loop --
 
@@ -185,6 +193,8 @@ class Recorder:
         if self._report is not None:
             self._report.cancel()
         self._report_drops()  # drops since the last report are not left unsaid
+        if self._thread is None or not self._thread.is_alive():
+            self._publish()
         if self.queue:
             lost = len(self.queue)
             log.warning("recorder stopped with records unwritten", extra={"fields": {"lost": lost}})
@@ -195,6 +205,7 @@ class Recorder:
         while True:
             self._wake.wait(WAKE_INTERVAL)
             self._wake.clear()
+            self._publish()
             batch = self._take_batch()
             if not batch:
                 if self._stopping:
@@ -202,6 +213,18 @@ class Recorder:
                 continue
             # Exchanges are packed here, off the loop; messages and connections are plain already.
             self.sink.send([pack(*item) if type(item) is tuple else item for item in batch])  # type: ignore[misc]
+
+    def _publish(self) -> None:
+        """Hand the loop's plain counters and the queue's depth to the metrics, off the loop."""
+        dropped, sampled_out, depth = self.dropped, self.sampled_out, len(self.queue)
+        was_dropped, was_sampled_out, was_depth = self._published
+        if dropped != was_dropped:
+            metrics.RECORDER_DROPPED.inc(dropped - was_dropped)
+        if sampled_out != was_sampled_out:
+            metrics.RECORDER_SAMPLED_OUT.inc(sampled_out - was_sampled_out)
+        if depth != was_depth:
+            metrics.RECORDER_QUEUE.set(depth)
+        self._published = (dropped, sampled_out, depth)
 
     def _take_batch(self) -> list[_Queued]:
         queue, size = self.queue, min(len(self.queue), self.config.batch)
@@ -237,6 +260,7 @@ class StoreWriter:
         self.store_failures = 0
         self.stopping = False
         self._failing: str | None = None
+        self.db_metrics = DbMetrics()  # latencies and errors, from the events converted here
 
     def send(self, items: list[Item]) -> None:
         connections, flows = self.prepare(items)
@@ -264,6 +288,7 @@ class StoreWriter:
                 kind = type(item)
                 if kind is DbItem:  # bodies are plain text already: no content coding to undo
                     record = db_flow(item)  # type: ignore[arg-type]
+                    self.db_metrics.observe(item.event, record)  # type: ignore[union-attr]
                     self.redactor.apply_database(record)
                     record.search_text = db_search_text(record, SEARCH_TEXT_LIMIT)
                     flows.append(record)
@@ -273,6 +298,7 @@ class StoreWriter:
                 record.search_text = bodies.flow_search_text(record, SEARCH_TEXT_LIMIT)
             except Exception:  # a bug here must cost one flow, not the batch or the writer
                 self.lost += 1
+                metrics.RECORDER_LOST.labels("convert").inc()
                 log.exception("recorder could not convert an exchange", extra={"fields": {"lost": self.lost}})
                 continue
             flows.append(record)
@@ -284,17 +310,20 @@ class StoreWriter:
             try:
                 if self.store is None:
                     self.store = self.open_store()
+                started = time.monotonic()
                 self.store.write(connections, flows)
             except StoreError as exc:
                 self._failed(exc)
                 if self.stopping:
                     self.lost += len(connections) + len(flows)
+                    metrics.RECORDER_LOST.labels("store").inc(len(connections) + len(flows))
                     fields = {"lost": self.lost}
                     log.warning("recorder stopped with records unwritten", extra={"fields": fields})
                     return
                 time.sleep(RETRY_INTERVAL)
                 continue
             self.written += len(connections) + len(flows)
+            _written(time.monotonic() - started, len(connections), len(flows))
             if self._failing is not None:
                 log.warning("recording resumed", extra={"fields": {"after": self._failing}})
                 self._failing = None
@@ -303,6 +332,7 @@ class StoreWriter:
     def _failed(self, exc: StoreError) -> None:
         """Log the first failure of a run of them; drop the store so the next try reopens it."""
         self.store_failures += 1
+        metrics.STORE_FAILURES.inc()
         if self._failing is None:
             self._failing = str(exc)
             log.error(
@@ -310,3 +340,11 @@ class StoreWriter:
                 extra={"fields": {"reason": str(exc), "pid": os.getpid()}},
             )
         self.close()
+
+
+def _written(seconds: float, connections: int, flows: int) -> None:
+    metrics.STORE_WRITE_SECONDS.observe(seconds)
+    if connections:
+        metrics.STORE_WRITTEN.labels("connection").inc(connections)
+    if flows:
+        metrics.STORE_WRITTEN.labels("flow").inc(flows)

@@ -11,8 +11,9 @@ logged.
 
 When the pipe is full the feeder thread waits and the recorder's bounded queue
 absorbs the rest. If the child dies, the batch in hand is lost (logged with
-the count) and a new child is started. At stop the pipe is closed: the child
-writes what it holds and exits; past the timeout it is told to give up.
+the count, counted in lanner_recorder_lost_total) and a new child is started.
+At stop the pipe is closed: the child writes what it holds and exits; past
+the timeout it is told to give up.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import IO, Final
 
 from lanner.config.model import RecordConfig
+from lanner.control import metrics
 from lanner.record.recorder import RETRY_INTERVAL, Item, StoreWriter
 
 log = logging.getLogger("lanner.record")
@@ -69,7 +71,10 @@ class WriterProcess:
             self.proc.stdin.flush()
         except OSError:  # the child is gone (BrokenPipeError) or its pipe broke
             self.lost += len(items)
+            metrics.RECORDER_LOST.labels("writer_exit").inc(len(items))
+            metrics.WRITER_RESTARTS.inc()
             code = self.proc.poll()
+            metrics.process_gone(self.proc.pid)
             log.error(
                 "recording writer process exited; starting another",
                 extra={"fields": {"code": code, "lost": len(items), "lost_total": self.lost}},

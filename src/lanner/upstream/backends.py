@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from lanner.config.pools import BackendConfig, PoolConfig
 from lanner.config.types import split_hostport
+from lanner.control import metrics_upstream
 from lanner.upstream.balance import Strategy, make_strategy
 
 if TYPE_CHECKING:
@@ -229,6 +230,7 @@ class Pool:
         backend.consecutive_5xx = backend.consecutive_gateway = 0
         close_idle(backend)
         self.changed()
+        metrics_upstream.ejected(self.name, backend.key)
         log.warning(
             "backend ejected",
             extra={"fields": {"pool": self.name, "backend": backend.key, "why": why, "seconds": seconds}},

@@ -181,6 +181,7 @@ async def _connect(
     loop = asyncio.get_running_loop()
     resolver = session.listener.services.resolver
     where = backend.key
+    started = time.monotonic()
     with map_dial_errors(backend.host, backend.port):
         async with asyncio.timeout(config.connect_timeout):
             address = (await resolver.resolve(backend.host))[0]
@@ -198,6 +199,7 @@ async def _connect(
     except BaseException:
         transport.abort()
         raise
+    session.listener.metrics.connected(time.monotonic() - started)
     return conn
 
 

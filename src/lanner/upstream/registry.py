@@ -4,7 +4,8 @@
 stay keep their state (health, ejection, connections, and a drain set
 through `drain`); new ones start fresh; removed ones close their idle
 connections while their requests in flight finish. `drain` is the function
-the admin API calls. Idle kept-alive connections are swept once a second.
+the admin API calls. Idle kept-alive connections are swept once a second,
+when the backends' state is also sampled for the metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import time
 
 from lanner.config.pools import PoolConfig
+from lanner.control import metrics_upstream
 from lanner.upstream.backends import Backend, Pool, close_idle
 from lanner.upstream.conns import sweep_idle
 from lanner.upstream.health import HealthChecks
@@ -29,6 +31,7 @@ class Upstreams:
     def start(self) -> None:
         self.health.sync(list(self.pools.values()))
         self._sweeper = asyncio.get_running_loop().call_later(IDLE_SWEEP_INTERVAL, self._sweep)
+        metrics_upstream.sample_backends(self.backends(), time.monotonic())
 
     def stop(self) -> None:
         self.health.stop()
@@ -68,5 +71,7 @@ class Upstreams:
         return [backend.describe(now) for backend in self.backends()]
 
     def _sweep(self) -> None:
-        sweep_idle(self.backends(), time.monotonic())
+        backends, now = self.backends(), time.monotonic()
+        sweep_idle(backends, now)
+        metrics_upstream.sample_backends(backends, now)
         self._sweeper = asyncio.get_running_loop().call_later(IDLE_SWEEP_INTERVAL, self._sweep)

@@ -31,6 +31,7 @@ from typing import TypeVar
 
 from lanner.config.types import split_hostport
 from lanner.config.vendors import VendorPoolConfig, VendorsConfig
+from lanner.control import metrics_upstream
 from lanner.errors import (
     VendorBadDestination,
     VendorFailed,
@@ -130,6 +131,7 @@ class Vendors:
 
     def start(self) -> None:
         self._maintenance = spawn(self._maintain(), name="vendors-maintenance")
+        metrics_upstream.sample_providers(self.providers.values())
 
     async def stop(self) -> None:
         if self._maintenance is not None:
@@ -142,6 +144,7 @@ class Vendors:
             await asyncio.sleep(_MAINTENANCE_INTERVAL)
             rounds += 1
             try:
+                metrics_upstream.sample_providers(self.providers.values())
                 await self._maintain_once(prune=rounds % _PRUNE_EVERY == 0)
             except Exception as exc:  # the loop must outlive one bad round (a reload mid-await, say)
                 log.error("vendor maintenance failed", exc_info=exc)
@@ -266,6 +269,7 @@ class Vendors:
             return None
         endpoint = provider.endpoint()
         provider.handshakes += 1
+        metrics_upstream.handshake(provider.name)
         provider.pending += 1
         try:
             result = await open_tunnel(endpoint, client, factory, provider.config.handshake_timeout)
@@ -323,6 +327,7 @@ class Vendors:
         now = time.monotonic()
         if action == "auth":
             provider.failures += 1
+            metrics_upstream.failed(provider.name)
             log.error(  # an operator must act: credentials, balance or whitelist at the vendor
                 "vendor refused lanner's account",
                 extra={"fields": {"provider": provider.name, "answer": failure}},
@@ -336,6 +341,7 @@ class Vendors:
                 provider.breaker.probe_inconclusive()
         elif action in ("failure", "session_gone"):
             provider.failures += 1
+            metrics_upstream.failed(provider.name)
             was_open = provider.breaker.state is BreakerState.OPEN
             provider.breaker.failed(now, failure)
             if not was_open and provider.breaker.state is BreakerState.OPEN:
