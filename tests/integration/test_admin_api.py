@@ -275,8 +275,12 @@ def test_upstreams_listed_drained_and_undrained(start_lanner: Any, start_backend
             "pools": [{"name": "p", "backends": [{"address": backend.address}]}],
         }
     )
+    with httpx.Client(timeout=10) as client:
+        host, port = lanner.addr("web")
+        assert client.get(f"http://{host}:{port}/").status_code == 200
     listed = api(lanner, "/api/v1/upstreams").json()
     assert [(b["pool"], b["backend"]) for b in listed["pools"]] == [("p", backend.address)]
+    assert listed["pools"][0]["requests"] == 1 and listed["pools"][0]["latency_ms"] > 0
     assert listed["providers"] == []
     drained = api(lanner, f"/api/v1/upstreams/p/{backend.address}/drain", method="POST")
     assert drained.json() == {"pool": "p", "address": backend.address, "drained": True}

@@ -528,3 +528,19 @@ def test_nodes_share_pins_through_redis_and_survive_its_loss(
     finally:
         redis_proc.kill()
         redis_proc.wait()
+
+
+def test_admin_api_shows_providers_with_breaker_and_handshake_latency(
+    start_lanner: Any, start_vendor: Any, tcp_echo: Any
+) -> None:
+    fake = vendor(start_vendor, "v1")
+    lanner = start_lanner(gateway([provider("v1", fake)]))
+    answer, sock = connect_raw(lanner, "alice", f"127.0.0.1:{tcp_echo.port}")
+    assert answer.startswith(b"HTTP/1.1 200")
+    sock.close()
+    shown = httpx.get(f"{lanner.admin_url}/api/v1/upstreams", timeout=10).json()
+    assert shown["pools"] == []
+    (described,) = shown["providers"]
+    assert (described["name"], described["breaker"], described["handshakes"]) == ("v1", "closed", 1)
+    assert described["handshake_ms"] > 0
+    assert "vendorpw" not in httpx.get(f"{lanner.admin_url}/api/v1/config", timeout=10).text

@@ -125,15 +125,23 @@ def readiness(gateway: api_runtime.Target) -> dict[str, bool]:
     listeners = all(runtime.is_serving() for runtime in gateway.listeners)
     store = True
     if gateway.services.recorder is not None:
-        path = gateway.config.store_path
-        folder = os.path.dirname(os.path.abspath(path))
-        store = os.access(path if os.path.exists(path) else folder, os.W_OK)
+        store = _writable(os.path.abspath(gateway.config.store_path))
     return {
         "listeners": listeners,
         "config": True,
         "store": store,
         "accepting": not gateway.stopping.is_set(),
     }
+
+
+def _writable(path: str) -> bool:
+    """Whether `path` can be written, or created (the writer makes missing directories)."""
+    while not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return False
+        path = parent
+    return os.access(path, os.W_OK)
 
 
 def _stream(app: FastAPI, access: Access, hub: StreamHub) -> None:

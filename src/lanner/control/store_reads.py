@@ -3,7 +3,9 @@
 Queries run on a small thread pool of their own, each thread with its own
 read-only SQLite connection (opened on first use, reopened after an error), so
 a slow search never holds up proxying or another API call for long. Before
-the writer has created the store there is nothing to read: `read` gives None.
+the writer has created the store (no file, or a file without its schema yet)
+there is nothing to read: `read` gives None. Other store errors are raised (the
+API answers 503 `store_unavailable`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from lanner.record.sqlite import SqliteStore
-from lanner.record.store import StoreError
+from lanner.record.store import StoreError, StoreNotCreated
 
 T = TypeVar("T")
 
@@ -38,7 +40,10 @@ class StoreReader:
         if store is None:
             if not Path(self.path).exists():
                 return None
-            store = SqliteStore(self.path, readonly=True)
+            try:
+                store = SqliteStore(self.path, readonly=True)
+            except StoreNotCreated:
+                return None
             self._local.store = store
         try:
             return query(store)

@@ -17,7 +17,8 @@ import asyncio
 import json
 import logging
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -27,8 +28,11 @@ from lanner.net.conn import Conn
 from lanner.net.tasks import spawn
 from lanner.record.filter import Query
 from lanner.record.sqlite import SqliteStore
+from lanner.record.store import StoreError
 
 log = logging.getLogger("lanner.admin")
+
+T = TypeVar("T")
 
 FLOWS_PER_LOOK = 500
 SLOW_CLIENT = 1008  # policy violation: the closest standard code to "you read too slowly"
@@ -102,7 +106,7 @@ class StreamHub:
         """Stream to an accepted socket until the client leaves or falls behind."""
         subscriber = Subscriber(socket, query, text)
         if self.reader is not None:
-            subscriber.last_flow = await self.reader.read(_last_id) or 0
+            subscriber.last_flow = await _read_safely(self.reader, _last_id) or 0
         self.subscribers.add(subscriber)
         self._publish({"type": "hello", "filter": text}, only=subscriber)
         if self._poller is None and self.reader is not None:
@@ -143,7 +147,8 @@ class StreamHub:
     async def _look(self, subscriber: Subscriber) -> None:
         assert self.reader is not None
         after, query = subscriber.last_flow, subscriber.query
-        found = await self.reader.read(
+        found = await _read_safely(
+            self.reader,
             lambda store: (_last_id(store), store.flows_after(query, after, FLOWS_PER_LOOK))
         )
         if found is None:
@@ -155,6 +160,15 @@ class StreamHub:
             subscriber.last_flow = flows[-1].id  # more are waiting: the next look continues here
         else:
             subscriber.last_flow = max(newest, flows[-1].id if flows else 0, after)
+
+
+async def _read_safely(reader: StoreReader, query: Callable[[SqliteStore], T]) -> T | None:
+    """A store read for the stream: an unreadable store means nothing new this time (logged)."""
+    try:
+        return await reader.read(query)
+    except StoreError as exc:
+        log.warning("live stream: store not readable", extra={"fields": {"error": str(exc)}})
+        return None
 
 
 def _last_id(store: SqliteStore) -> int:

@@ -357,6 +357,12 @@ class ReverseSession(HttpProxySession):
         phrase = HTTPStatus(exc.http_status).phrase.lower()
         self.refuse(exc.http_status, phrase, exc.outcome, log_detail=exc.detail)
 
+    def answered(self, status: int | None, latency: float | None = None) -> None:
+        super().answered(status, latency)
+        upstream = self.upstream
+        if latency is not None and isinstance(upstream, BackendConn):
+            upstream.backend.observe_latency(latency)
+
     def make_origin(self) -> Origin:
         conn = self.conn
         assert self.recorder is not None

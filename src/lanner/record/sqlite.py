@@ -23,7 +23,7 @@ from typing import Any, Final
 from lanner.record import bodies
 from lanner.record.filter import And, Node, Not, Or, Query, Term
 from lanner.record.model import Body, ConnectionRecord, FlowRecord, GroupStats, Headers, StoreStats
-from lanner.record.store import StoreError
+from lanner.record.store import StoreError, StoreNotCreated
 
 SCHEMA_VERSION: Final = 2
 PRUNE_BATCH: Final = 2000
@@ -161,6 +161,8 @@ class SqliteStore:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version == 1:
                 raise StoreError(f"{self.path} is an older lanner flow store: `lanner run` upgrades it")
+            if version == 0 and not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise StoreNotCreated(f"{self.path} is being created")
             if version != SCHEMA_VERSION:
                 raise StoreError(f"{self.path} is not a lanner flow store (schema {version})")
             return

@@ -21,6 +21,10 @@ class StoreError(Exception):
     """The store cannot do what was asked (unwritable, full, locked, corrupted)."""
 
 
+class StoreNotCreated(StoreError):
+    """A reader found the file the writer is creating, before its schema is in (nothing to read yet)."""
+
+
 class Store(Protocol):
     def write(self, connections: Sequence[ConnectionRecord], flows: Sequence[FlowRecord]) -> None:
         """Write one batch in one transaction; assigns `FlowRecord.id`. Raises StoreError."""

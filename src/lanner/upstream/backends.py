@@ -33,6 +33,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lanner")
 
+LATENCY_WEIGHT = 0.2  # of each new sample in a smoothed latency (backends' responses, vendors' handshakes)
+
+
+def smoothed(previous: float | None, sample: float) -> float:
+    """An exponentially weighted moving average: recent samples count most."""
+    return sample if previous is None else previous + LATENCY_WEIGHT * (sample - previous)
+
 
 class Backend:
     __slots__ = (
@@ -57,6 +64,7 @@ class Backend:
         "removed",
         "requests",
         "failures",
+        "latency",
     )
 
     def __init__(self, pool: Pool, config: BackendConfig) -> None:
@@ -81,6 +89,7 @@ class Backend:
         self.removed = False  # by a reload
         self.requests = 0
         self.failures = 0
+        self.latency: float | None = None  # seconds to a response head, smoothed (EWMA)
 
     @property
     def draining(self) -> bool:
@@ -98,8 +107,12 @@ class Backend:
             return "ejected"
         return "up"
 
+    def observe_latency(self, seconds: float) -> None:
+        """A response head arrived `seconds` after its request went out (the admin API shows the EWMA)."""
+        self.latency = smoothed(self.latency, seconds)
+
     def describe(self, now: float) -> dict[str, object]:
-        """For logs and (later) the admin API."""
+        """For logs and the admin API."""
         return {
             "pool": self.pool.name,
             "backend": self.key,
@@ -111,6 +124,7 @@ class Backend:
             "ejections": self.ejections,
             "requests": self.requests,
             "failures": self.failures,
+            "latency_ms": None if self.latency is None else round(self.latency * 1000, 3),
         }
 
 

@@ -155,6 +155,7 @@ class Provider:
         self.banned_until = 0.0  # another node or worker opened its breaker (shared state)
         self.handshakes = 0
         self.failures = 0
+        self.latency: float | None = None  # seconds a successful handshake took, smoothed
         self.traffic_probes = True  # a real tunnel may be a half-open breaker's probe
 
     @property
@@ -202,4 +203,5 @@ class Provider:
             "handshakes": self.handshakes,
             "failures": self.failures,
             "open_tunnels": sum(not transport.is_closing() for transport in self.tunnels),
+            "handshake_ms": None if self.latency is None else round(self.latency * 1000, 3),
         }

@@ -41,6 +41,7 @@ from lanner.errors import (
 )
 from lanner.net.tasks import spawn
 from lanner.route.params import RouteParams
+from lanner.upstream.backends import smoothed
 from lanner.upstream.balance import rendezvous_order
 from lanner.upstream.handshake import HandshakeBroken, make_client, open_tunnel
 from lanner.upstream.providers import BreakerState, Provider
@@ -271,6 +272,7 @@ class Vendors:
         provider.handshakes += 1
         metrics_upstream.handshake(provider.name)
         provider.pending += 1
+        started = time.monotonic()
         try:
             result = await open_tunnel(endpoint, client, factory, provider.config.handshake_timeout)
         except asyncio.CancelledError:
@@ -287,6 +289,7 @@ class Vendors:
                 attempt.failure = _describe_refusal(result)
                 return result
             provider.breaker.succeeded(time.monotonic())
+            provider.latency = smoothed(provider.latency, time.monotonic() - started)
             provider.opened(result[0])
             return result
         finally:

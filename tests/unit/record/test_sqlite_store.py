@@ -297,3 +297,18 @@ def test_any_filter_that_parses_can_be_run(tmp_path: Path) -> None:
     runs()
     assert [f.id for f in store.flows(parse('"a\x00b" OR body:"x\x00"'))] == []
     store.close()
+
+
+def test_a_reader_tells_a_store_being_created_from_a_foreign_file(tmp_path: Path) -> None:
+    from lanner.record.store import StoreNotCreated
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # the file exists; the writer has not committed its schema yet
+    with pytest.raises(StoreNotCreated):
+        SqliteStore(str(empty), readonly=True)
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE t (x)")
+    with pytest.raises(StoreError) as raised:
+        SqliteStore(str(foreign), readonly=True)
+    assert not isinstance(raised.value, StoreNotCreated)
