@@ -3,7 +3,8 @@
 The supervisor forks the workers before any event loop exists, forwards
 SIGINT/SIGTERM (and SIGHUP, reload) to them, and exits 0 once all have exited cleanly. If one
 worker fails (a port it cannot bind), the others are stopped and the
-supervisor exits 1. Each worker also watches the config file and reloads itself.
+supervisor exits 1. Each worker also watches the config file and reloads itself;
+SIGUSR1 from worker 0 (a reload through its admin API) sends SIGHUP to the others.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ import sys
 import time
 from types import FrameType
 
-from lanner.app import run
 from lanner.config.model import Config
 from lanner.config.source import ConfigSource, Stamp
 
+RELOAD_OTHERS = signal.SIGUSR1  # from worker 0 to the supervisor: SIGHUP every other worker
+
 
 def supervise(config: Config, source: ConfigSource | None = None, stamp: Stamp | None = None) -> int:
+    from lanner.app import run  # here: the admin API imports this module's RELOAD_OTHERS
+
     children: list[int] = []
     for index in range(config.workers):
         pid = os.fork()
@@ -41,6 +45,13 @@ def supervise(config: Config, source: ConfigSource | None = None, stamp: Stamp |
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGHUP, forward)  # each worker reloads its config
+
+    def reload_others(_signum: int, _frame: FrameType | None) -> None:
+        for child in children[1:]:
+            _signal(child, signal.SIGHUP)
+
+    # Worker 0 reloaded through the admin API (it answers with its own result): the others follow.
+    signal.signal(RELOAD_OTHERS, reload_others)
     failed = False
     remaining = set(children)
     while remaining:

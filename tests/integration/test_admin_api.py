@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from tests.integration.servers import Origin, free_port
@@ -74,9 +75,15 @@ def test_flows_pages_filters_details_bodies_har_and_stats(start_lanner: Any, ori
     assert detail["connection"]["uid"] == detail["conn_uid"]
     raw = api(lanner, f"/api/v1/flows/{gzip_flow['id']}/body/response")
     assert raw.headers["x-content-encoding"] == "gzip" and raw.content[:2] == b"\x1f\x8b"
+    assert raw.headers["content-type"] == "application/octet-stream"
+    assert raw.headers["x-content-type-options"] == "nosniff" and raw.headers["content-security-policy"] == "sandbox"
 
     har = api(lanner, "/api/v1/flows.har", params={"filter": "status:503"}).json()
     assert len(har["log"]["entries"]) == 5
+    newest_two = api(lanner, "/api/v1/flows.har", params={"filter": "status:503", "limit": 2}).json()
+    assert [e["request"]["url"] for e in newest_two["log"]["entries"]] == [
+        e["request"]["url"] for e in har["log"]["entries"][-2:]
+    ]
     assert {entry["response"]["status"] for entry in har["log"]["entries"]} == {503}
 
     stats = api(lanner, "/api/v1/stats").json()
@@ -175,8 +182,9 @@ def test_token_required_everywhere_but_probes(start_lanner: Any, origin: Origin)
     refused = api(lanner, "/api/v1/config/reload", method="POST")
     assert refused.status_code == 401
     assert [entry["status"] for entry in audit_lines(lanner)] == []  # refused before it changed anything
-    with pytest.raises(Exception):  # noqa: B017 (the handshake is refused: websockets' InvalidStatus)
+    with pytest.raises(InvalidStatus) as refused:
         ws_connect(f"ws://{lanner.config['admin']['bind']}/api/v1/stream", open_timeout=5).close()
+    assert refused.value.response.status_code == 403
     with ws_connect(f"ws://{lanner.config['admin']['bind']}/api/v1/stream?token={TOKEN}", open_timeout=5) as ws:
         assert json.loads(ws.recv(timeout=5))["type"] == "hello"
 
@@ -203,8 +211,18 @@ def test_non_loopback_admin_with_a_token_serves(start_lanner: Any) -> None:
 
 def test_without_a_token_foreign_hosts_and_origins_are_refused(start_lanner: Any) -> None:
     lanner = start_lanner({})
-    rebound = api(lanner, "/api/v1/listeners", headers={"Host": "attacker.example"})
-    assert (rebound.status_code, error_of(rebound)["code"]) == (403, "forbidden")
+    port = lanner.admin_url.rsplit(":", 1)[1]
+    for host in ("attacker.example", f"127.attacker.example:{port}", f"localhost.attacker.example:{port}", "[::1"):
+        rebound = api(lanner, "/api/v1/listeners", headers={"Host": host})
+        assert (rebound.status_code, error_of(rebound)["code"]) == (403, "forbidden"), host
+    for host in (f"localhost:{port}", f"127.0.0.2:{port}", f"[::1]:{port}"):
+        assert api(lanner, "/api/v1/listeners", headers={"Host": host}).status_code == 200, host
+    opaque = api(lanner, "/api/v1/connections/x", method="DELETE", headers={"Origin": "null"})
+    assert opaque.status_code == 403  # a sandboxed frame or a data: URL is another origin too
+    for origin in ("null", "http://attacker.example"):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(f"ws://{lanner.config['admin']['bind']}/api/v1/stream", origin=origin, open_timeout=5).close()
+        assert refused.value.response.status_code == 403
     cross = api(lanner, "/api/v1/connections/x", method="DELETE", headers={"Origin": "http://attacker.example"})
     assert cross.status_code == 403
     same = api(lanner, "/api/v1/connections/x", method="DELETE", headers={"Origin": lanner.admin_url})

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -31,7 +32,6 @@ from lanner.control.errors import ApiError
 log = logging.getLogger("lanner.admin")
 
 CHANGES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 
 
 class Access:
@@ -52,15 +52,18 @@ class Access:
             raise ApiError(401, "unauthorized", "a valid bearer token is required (Authorization: Bearer …)")
 
     def _check_local(self, conn: HTTPConnection, method: str) -> None:
-        host = urlsplit(f"//{conn.headers.get('host', '')}").hostname or ""
-        if host not in _LOOPBACK_HOSTS and not host.startswith("127."):
+        host = conn.headers.get("host", "")
+        if not is_loopback_host(host):
+            shown = host[:80]
             raise ApiError(
-                403, "forbidden", f"Host {host!r} is not a loopback name (set admin.token to use others)"
+                403, "forbidden", f"Host {shown!r} is not a loopback name (set admin.token to use others)"
             )
         origin = conn.headers.get("origin")
-        if (method in CHANGES or conn.scope["type"] == "websocket") and origin and origin != "null":
-            if urlsplit(origin).netloc != conn.headers.get("host"):
-                raise ApiError(403, "forbidden", f"cross-origin request from {origin} refused")
+        # A page of another origin (or an opaque one: "null") may send simple requests and open
+        # WebSockets without a preflight; only the UI's own origin, or no browser at all, may.
+        if (method in CHANGES or conn.scope["type"] == "websocket") and origin is not None:
+            if origin == "null" or _netloc(origin) != host:
+                raise ApiError(403, "forbidden", f"cross-origin request from {origin[:80]} refused")
 
     def who(self, conn: HTTPConnection) -> dict[str, str | None]:
         client = conn.client
@@ -91,6 +94,27 @@ class Access:
                     "audit log not written", extra={"fields": {"path": self.audit_path, "error": str(exc)}}
                 )
         log.info("admin change", extra={"fields": {k: v for k, v in entry.items() if k != "time"}})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a Host header names this machine by a loopback address or as `localhost`."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:  # any other name: it could be rebound to 127.0.0.1 by its owner
+        return False
+
+
+def _netloc(url: str) -> str | None:
+    try:
+        return urlsplit(url).netloc
+    except ValueError:
+        return None
 
 
 def _bearer(value: str | None) -> str | None:

@@ -8,6 +8,7 @@ runs on the reader threads of `StoreReader`, never on the event loop.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterator
 from typing import IO, Annotated, Any, Literal
@@ -29,6 +30,8 @@ from lanner.record.sqlite import SqliteStore
 from lanner.record.store import websocket_messages
 
 EXPORT_PAGE = 500
+HAR_MAX = 100_000  # flows one HAR export holds at most (a filter narrows it)
+_TOKENS = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(?:\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
 SQLITE_MAX_ID = 2**63 - 1
 HAR_SPOOL = 8 * 1024 * 1024  # a HAR export past this is spooled to a temporary file
 
@@ -88,9 +91,14 @@ def routes(reader: StoreReader, page_max: int) -> APIRouter:
             if side == "request"
             else (record.response_body.data, record.response_headers)
         )
-        extra = {"Content-Disposition": f'attachment; filename="flow-{flow_id}-{side}.bin"'}
+        extra = {
+            "Content-Disposition": f'attachment; filename="flow-{flow_id}-{side}.bin"',
+            # Recorded bytes are never rendered on the admin origin, whatever they hold.
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+        }
         encoding = header(headers, "content-encoding")
-        if encoding:
+        if encoding and _TOKENS.fullmatch(encoding):
             extra["X-Content-Encoding"] = encoding  # as stored; not applied to this response
         return Response(data, media_type="application/octet-stream", headers=extra)
 
@@ -100,9 +108,14 @@ def routes(reader: StoreReader, page_max: int) -> APIRouter:
         summary="Matching flows as a HAR 1.2 file (HTTP and WebSocket only)",
         responses={200: {"content": {"application/json": {}}}},
     )
-    async def har(filter: FilterParam = "") -> StreamingResponse:
+    async def har(
+        filter: FilterParam = "",
+        limit: Annotated[
+            int, Query(ge=1, le=HAR_MAX, description="the newest this many matching flows")
+        ] = 10_000,
+    ) -> StreamingResponse:
         query = parse_optional(filter)
-        spooled = await reader.read(lambda store: _har(store, query))
+        spooled = await reader.read(lambda store: _har(store, query, limit), export=True)
         headers = {"Content-Disposition": 'attachment; filename="lanner-flows.har"'}
         chunks = _chunks(spooled) if spooled is not None else iter([_EMPTY_HAR])
         return StreamingResponse(chunks, media_type="application/json", headers=headers)
@@ -184,19 +197,22 @@ def _stats_of_nothing(by: str | None) -> dict[str, Any]:
 _EMPTY_HAR = b'{"log": {"version": "1.2", "creator": {"name": "lanner"}, "entries": []}}'
 
 
-def _har(store: SqliteStore, query: FilterQuery | None) -> IO[bytes]:
+def _har(store: SqliteStore, query: FilterQuery | None, limit: int) -> IO[bytes]:
     """The whole export, written on the reader thread (big ones to a temporary file)."""
     spool = tempfile.SpooledTemporaryFile(max_size=HAR_SPOOL)  # noqa: SIM115 (closed by _chunks)
     text = _TextOut(spool)
 
-    def whole() -> Iterator[FlowRecord]:
-        last = 0
-        while page := store.flows_after(query, last, EXPORT_PAGE):
+    newest = store.flows(query, limit=limit)
+    start = newest[-1].id - 1 if newest else 0
+
+    def whole() -> Iterator[FlowRecord]:  # oldest first, as HAR viewers expect
+        last, left = start, len(newest)
+        while left > 0 and (page := store.flows_after(query, last, min(EXPORT_PAGE, left))):
             for found in page:
                 record = store.get(found.id)
                 if record is not None:
                     yield record
-            last = page[-1].id
+            last, left = page[-1].id, left - len(page)
 
     write_har(text, whole(), lambda upgrade: websocket_messages(store, upgrade))  # type: ignore[arg-type]
     spool.seek(0)

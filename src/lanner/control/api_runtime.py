@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol
@@ -26,10 +25,28 @@ from lanner.control.schemas import Closed, ConnectionView, Drained, ListenerView
 from lanner.errors import Outcome
 from lanner.net.conn import Conn
 from lanner.net.listener import ListenerRuntime, Services
+from lanner.workers import RELOAD_OTHERS
 
-SECRET_KEYS = frozenset({"password", "token", "secret", "api_key"})
+# A key naming any of these (in any case, as any part of it) holds a secret: `password`,
+# `session_secret`, `token`, a header rule's `Authorization` or `X-Api-Key`, ...
+SECRET_WORDS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "api-key",
+    "apikey",
+    "credential",
+    "private",
+)
 MASK = "********"
 _URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@/\s]+@", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"(?P<head>[?&](?:password|passwd|pwd|secret|token|api_key|apikey)=)[^&#\s]+", re.IGNORECASE
+)
 
 
 class ReloadOutcome(Protocol):  # lanner.reload.ReloadResult (frozen: read-only members)
@@ -58,6 +75,8 @@ class Target(Protocol):
 
 def routes(gateway: Target) -> APIRouter:
     router = APIRouter(prefix="/api/v1", tags=["gateway"])
+    # Under --workers this process was forked by the supervisor: its parent now.
+    supervisor = os.getppid() if gateway.services.worker is not None else None
 
     @router.get("/listeners", response_model=list[ListenerView], summary="Bound listeners of this process")
     async def listeners() -> list[dict[str, Any]]:
@@ -86,8 +105,8 @@ def routes(gateway: Target) -> APIRouter:
         result = gateway.reload("api")
         if not result.ok:
             raise ApiError(400, "invalid_config", "config not reloaded: " + "; ".join(result.errors))
-        if gateway.services.worker is not None:
-            os.kill(os.getppid(), signal.SIGHUP)  # the supervisor passes it on: every worker reloads
+        if supervisor is not None and os.getppid() == supervisor:  # never a stranger, if it died
+            os.kill(supervisor, RELOAD_OTHERS)  # the supervisor passes SIGHUP to the other workers
         return {
             "ok": result.ok,
             "changed": list(result.changed),
@@ -145,8 +164,9 @@ def mask(value: Any, key: str = "") -> Any:
         return {name: mask(item, name) for name, item in value.items()}
     if isinstance(value, list):
         return [mask(item, key) for item in value]
-    if key.lower() in SECRET_KEYS and value:
+    if value and any(word in key.lower() for word in SECRET_WORDS):
         return MASK
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda match: f"{match['head']}{MASK}@", value)
+        value = _URL_PASSWORD.sub(lambda match: f"{match['head']}{MASK}@", value)
+        return _QUERY_SECRET.sub(lambda match: f"{match['head']}{MASK}", value)
     return value

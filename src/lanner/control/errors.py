@@ -56,6 +56,16 @@ def error_response(request: Request, status: int, code: str, message: str, **hea
     return JSONResponse(body, status_code=status, headers=headers or None)
 
 
+def crashed(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered 500 without details."""
+    log.error(
+        "admin API call failed",
+        exc_info=exc,
+        extra={"fields": {"path": request.url.path, "request_id": request_id(request)}},
+    )
+    return error_response(request, 500, "internal", "the admin API failed; the log has the details")
+
+
 def install(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
@@ -81,17 +91,12 @@ def install(app: FastAPI) -> None:
     async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
         return error_response(request, 503, "store_unavailable", str(exc))
 
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.error(
-            "admin API call failed",
-            exc_info=exc,
-            extra={"fields": {"path": request.url.path, "request_id": request_id(request)}},
-        )
-        return error_response(request, 500, "internal", "the admin API failed; the log has the details")
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        return crashed(request, exc)
 
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(FilterError, bad_filter)
     app.add_exception_handler(StoreError, store_unavailable)
-    app.add_exception_handler(Exception, crashed)
+    app.add_exception_handler(Exception, internal)

@@ -44,6 +44,8 @@ class AdminServer:
             access_log=False,  # state-changing calls go to the audit log; reads are not logged
             server_header=False,
             timeout_graceful_shutdown=STOP_TIMEOUT,
+            ws_ping_interval=10.0,  # a stream client that stopped reading is closed within ~20 s
+            ws_ping_timeout=10.0,
         )
         self._server = _EmbeddedServer(config)
         self._socket: socket.socket | None = None

@@ -29,11 +29,15 @@ class StoreReader:
     def __init__(self, path: str) -> None:
         self.path = path
         self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="lanner-admin-store")
+        # Exports read the whole store: on a thread of their own, queued behind each other,
+        # so pages, details and the live stream stay quick meanwhile.
+        self._exports = ThreadPoolExecutor(1, thread_name_prefix="lanner-admin-export")
         self._local = threading.local()
 
-    async def read(self, query: Callable[[SqliteStore], T]) -> T | None:
+    async def read(self, query: Callable[[SqliteStore], T], export: bool = False) -> T | None:
         """`query(store)` on a reader thread; None while no store exists yet."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, query)
+        pool = self._exports if export else self._pool
+        return await asyncio.get_running_loop().run_in_executor(pool, self._run, query)
 
     def _run(self, query: Callable[[SqliteStore], T]) -> T | None:
         store: SqliteStore | None = getattr(self._local, "store", None)
@@ -54,3 +58,4 @@ class StoreReader:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._exports.shutdown(wait=False, cancel_futures=True)

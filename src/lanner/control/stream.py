@@ -14,6 +14,7 @@ counted and logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import deque
@@ -47,7 +48,7 @@ class Subscriber:
         self.filter = text
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()
-        self.last_flow = 0
+        self.last_flow: int | None = 0  # the newest flow id looked at; None: not known yet
         self.overflowed = False
 
 
@@ -106,7 +107,10 @@ class StreamHub:
         """Stream to an accepted socket until the client leaves or falls behind."""
         subscriber = Subscriber(socket, query, text)
         if self.reader is not None:
-            subscriber.last_flow = await _read_safely(self.reader, _last_id) or 0
+            try:
+                subscriber.last_flow = await self.reader.read(_last_id) or 0  # None: no store yet
+            except StoreError:
+                subscriber.last_flow = None  # unknown: the first look that can read starts at the newest
         self.subscribers.add(subscriber)
         self._publish({"type": "hello", "filter": text}, only=subscriber)
         if self._poller is None and self.reader is not None:
@@ -114,9 +118,12 @@ class StreamHub:
         receiver = spawn(_drain_incoming(socket), "admin-stream-receive")
         try:
             await self._send(subscriber, receiver)
+        except (WebSocketDisconnect, OSError):
+            pass  # the client left mid-send (uvicorn's ClientDisconnected is an OSError)
         finally:
             receiver.cancel()
             self.subscribers.discard(subscriber)
+            subscriber.pending.clear()
 
     async def _send(self, subscriber: Subscriber, receiver: asyncio.Task[None]) -> None:
         socket = subscriber.socket
@@ -124,7 +131,13 @@ class StreamHub:
             while subscriber.pending and not subscriber.overflowed:
                 await socket.send_text(subscriber.pending.popleft())
             if subscriber.overflowed:
-                await socket.close(SLOW_CLIENT, "too slow: live stream buffer full")
+                subscriber.pending.clear()
+                # The close frame waits behind what the client has not read: try briefly. Either
+                # way this client gets nothing more; uvicorn's ping timeout ends a dead socket.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        socket.close(SLOW_CLIENT, "too slow: live stream buffer full"), 1.0
+                    )
                 return
             subscriber.wake.clear()
             waiter = spawn(subscriber.wake.wait(), "admin-stream-wait")
@@ -139,17 +152,23 @@ class StreamHub:
             while self.subscribers:
                 await asyncio.sleep(self.interval)
                 for subscriber in list(self.subscribers):
-                    if not subscriber.overflowed:
+                    if subscriber.overflowed:
+                        continue
+                    try:
                         await self._look(subscriber)
+                    except Exception:  # a bug in one look must not end the stream for everyone
+                        log.exception("live stream: looking for new flows failed")
         finally:
             self._poller = None
 
     async def _look(self, subscriber: Subscriber) -> None:
         assert self.reader is not None
         after, query = subscriber.last_flow, subscriber.query
+        if after is None:
+            subscriber.last_flow = await _read_safely(self.reader, _last_id)
+            return
         found = await _read_safely(
-            self.reader,
-            lambda store: (_last_id(store), store.flows_after(query, after, FLOWS_PER_LOOK))
+            self.reader, lambda store: (_last_id(store), store.flows_after(query, after, FLOWS_PER_LOOK))
         )
         if found is None:
             return

@@ -98,6 +98,7 @@ class Acceptor:
         self._report: asyncio.TimerHandle | None = None
         self._next: ListenerRuntime | None = None  # the generation `serve` is starting
         self.closed = False
+        self.failed: str | None = None  # why the last `serve` could not accept (e.g. out of descriptors)
 
     def addresses(self) -> list[tuple[str, int]]:
         return [] if self.closed else [sock.getsockname()[:2] for sock in self.sockets]
@@ -114,18 +115,28 @@ class Acceptor:
         loop = asyncio.get_running_loop()
         tls = runtime.socket_tls()
         timeout = runtime.limits.handshake_timeout if tls is not None else None
-        servers = []
-        for sock in self.sockets if not self.closed else []:
-            servers.append(
-                await loop.create_server(
-                    factory,
-                    sock=sock.dup(),
-                    backlog=ACCEPT_BACKLOG,
-                    ssl=tls,
-                    ssl_handshake_timeout=timeout,
-                    start_serving=False,
+        servers: list[asyncio.Server] = []
+        try:
+            for sock in self.sockets if not self.closed else []:
+                servers.append(
+                    await loop.create_server(
+                        factory,
+                        sock=sock.dup(),
+                        backlog=ACCEPT_BACKLOG,
+                        ssl=tls,
+                        ssl_handshake_timeout=timeout,
+                        start_serving=False,
+                    )
                 )
+        except OSError as exc:  # /ready turns false and says so; the kernel keeps queueing clients
+            for server in servers:
+                server.close()
+            self.failed = exc.strerror or str(exc)
+            log.error(
+                "listener not accepting", extra={"fields": {"listener": runtime.name, "error": self.failed}}
             )
+            return
+        self.failed = None
         if self._next is not runtime or self.closed:
             for server in servers:
                 server.close()
@@ -258,7 +269,7 @@ class ListenerRuntime:
 
     def is_serving(self) -> bool:
         """Whether the address takes connections (during a reload's switch-over, the kernel queues them)."""
-        return not self.acceptor.closed
+        return not self.acceptor.closed and self.acceptor.failed is None
 
     def admit(self, transport: asyncio.Transport) -> Conn | None:
         if len(self.acceptor.live) >= self.limits.max_connections:

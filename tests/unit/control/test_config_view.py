@@ -15,6 +15,9 @@ def test_secret_keys_and_url_passwords_are_masked() -> None:
         "vendors": {"providers": [{"name": "v", "password": "pw-{session}", "url": "http://u:hunter2@proxy:8000"}]},
         "empty": {"password": ""},
         "note": "see https://example.com/docs",
+        "vendors2": {"session_secret": "hmac-key"},
+        "pools": [{"request_headers": {"set": {"Authorization": "Bearer backend", "X-Canary": "1"}}}],
+        "dsn": "unix:///run/redis.sock?db=0&password=hunter3",
     }
     shown = mask(config)
     assert shown["users"][0] == {"name": "alice", "password": MASK, "socks4": False}
@@ -23,6 +26,9 @@ def test_secret_keys_and_url_passwords_are_masked() -> None:
     assert shown["vendors"]["providers"][0]["url"] == f"http://u:{MASK}@proxy:8000"
     assert shown["empty"] == {"password": ""}  # nothing to hide: shown as unset
     assert shown["note"] == "see https://example.com/docs"
+    assert shown["vendors2"] == {"session_secret": MASK}
+    assert shown["pools"][0]["request_headers"]["set"] == {"Authorization": MASK, "X-Canary": "1"}
+    assert shown["dsn"] == f"unix:///run/redis.sock?db=0&password={MASK}"
     assert "hunter2" not in repr(shown) and "wonderland" not in repr(shown)
 
 
