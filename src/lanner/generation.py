@@ -146,31 +146,40 @@ def build(config: Config, services: Services, previous: Generation | None, reuse
     runtimes: list[ListenerRuntime] = []
     opened: list[Acceptor] = []
     names: dict[tuple[str, int], str] = {}
-    for index, listener in enumerate(config.listeners):
-        where = f"listeners.{index}"
-        address = split_hostport(listener.bind)
-        if address in names:
-            problems.append(f"{where}.bind: {listener.bind} is listener {names[address]!r}'s address too")
-            continue
-        names[address] = listener.name
-        try:
-            certificates = SniCertificates(listener.certificates) if listener.certificates else None
-        except CertificateError as exc:
-            problems.append(f"{where}.certificates: {exc}")
-            continue
-        acceptor = running.get(address)
-        if acceptor is None:
-            try:
-                acceptor = Acceptor(listener.bind, reuse_port)
-            except OSError as exc:
-                problems.append(f"{where}.bind: cannot listen on {exc.strerror or exc}")
+    try:
+        for index, listener in enumerate(config.listeners):
+            where = f"listeners.{index}"
+            address = split_hostport(listener.bind)
+            if address in names:
+                problems.append(f"{where}.bind: {listener.bind} is listener {names[address]!r}'s address too")
                 continue
-            opened.append(acceptor)
-        runtime = ListenerRuntime(
-            listener, config.limits_for(listener), services, config.analyze_for(listener), acceptor=acceptor
-        )
-        runtime.certificates = certificates
-        runtimes.append(runtime)
+            names[address] = listener.name
+            try:
+                certificates = SniCertificates(listener.certificates) if listener.certificates else None
+            except CertificateError as exc:
+                problems.append(f"{where}.certificates: {exc}")
+                continue
+            acceptor = running.get(address)
+            if acceptor is None:
+                try:
+                    acceptor = Acceptor(listener.bind, reuse_port)
+                except OSError as exc:
+                    problems.append(f"{where}.bind: cannot listen on {exc.strerror or exc}")
+                    continue
+                opened.append(acceptor)
+            runtime = ListenerRuntime(
+                listener,
+                config.limits_for(listener),
+                services,
+                config.analyze_for(listener),
+                acceptor=acceptor,
+            )
+            runtime.certificates = certificates
+            runtimes.append(runtime)
+    except BaseException:  # anything unforeseen: the addresses bound so far are not left open
+        for acceptor in opened:
+            acceptor.close()
+        raise
     generation = Generation(config, services, runtimes, opened)
     if problems:
         generation.discard()

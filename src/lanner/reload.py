@@ -76,6 +76,8 @@ def reload(gateway: Gateway, trigger: str) -> ReloadResult:
         "pools": len(config.pools),
         "providers": len(config.vendors.providers),
     }
+    if gateway.services.worker is not None:
+        fields["worker"] = gateway.services.worker
     log.info("config reloaded", extra={"fields": fields})
     metrics.reload_counted(True)
     return ReloadResult(True, [], changed, pending)
