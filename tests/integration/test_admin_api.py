@@ -307,3 +307,25 @@ def test_upstreams_listed_drained_and_undrained(start_lanner: Any, start_backend
     missing = api(lanner, "/api/v1/upstreams/p/127.0.0.1:1/drain", method="POST")
     assert (missing.status_code, error_of(missing)["code"]) == (404, "not_found")
     assert [e["path"].rsplit("/", 1)[1] for e in audit_lines(lanner)] == ["drain", "undrain", "drain"]
+
+
+def test_api_reload_under_workers_reloads_each_worker_once(start_lanner: Any) -> None:
+    lanner = start_lanner({}, "--workers", "2")
+    answer = api(lanner, "/api/v1/config/reload", method="POST")
+    assert answer.status_code == 200 and answer.json()["ok"] is True
+    lanner.wait_log(r"config reloaded source=api [^\n]*worker=0")
+    lanner.wait_log(r"config reloaded source=signal [^\n]*worker=1")
+    assert api(lanner, "/health").status_code == 200
+    lines = [line for line in lanner.log().splitlines() if "config reloaded" in line]
+    assert sorted(line.rsplit("worker=", 1)[1] for line in lines) == ["0", "1"], lines
+
+
+def test_invalid_config_reload_is_refused_with_file_and_line(start_lanner: Any, origin: Origin) -> None:
+    lanner = start_lanner({})
+    lanner.path.write_text(lanner.path.read_text() + "limits:\n  idle_timeout: -1\n")
+    refused = api(lanner, "/api/v1/config/reload", method="POST")
+    error = error_of(refused)
+    assert (refused.status_code, error["code"]) == (400, "invalid_config")
+    assert f"{lanner.path}:" in error["message"] and "limits.idle_timeout" in error["message"]
+    assert proxied(lanner, origin, "/small").status_code == 200  # the running config keeps serving
+    assert [(e["path"], e["status"]) for e in audit_lines(lanner)] == [("/api/v1/config/reload", 400)]
