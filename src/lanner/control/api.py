@@ -8,6 +8,7 @@ audit line of a state-changing call.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import uuid
@@ -116,10 +117,11 @@ def _probes(gateway: api_runtime.Target) -> Any:
         responses={200: {"content": {"text/plain": {}}}},
         tags=["metrics"],
     )
-    def metrics() -> Response:  # a plain def: FastAPI runs it on its thread pool, off the loop
+    async def metrics() -> Response:
         from lanner.control import metrics as registry
 
-        body, content_type = registry.exposition()
+        registry.flush()  # this process's pending data-path counts, on the loop that counts them
+        body, content_type = await asyncio.to_thread(registry.exposition)  # files of every process
         return Response(body, media_type=content_type)
 
     return router
