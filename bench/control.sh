@@ -6,16 +6,22 @@
 #                recording off and on, plus a direct baseline: wrk keep-alive forwarding
 #                (absolute-form GETs, bench/absolute.lua) and new CONNECT tunnels/s
 #                (bench/new_tunnels.py). Before and after alternate within every round, and
-#                their order flips each round. A fresh lanner process for every measurement.
+#                their order rotates each round. A fresh lanner process for every measurement.
+#                With SPLIT=1 (the default) the recording-off runs add two rows that split the
+#                cost: after with `admin.enabled: false`, and after with the data path's metric
+#                calls made no-ops (control_report.py without-metrics: an experiment, not a
+#                configuration lanner offers).
 #   2. metrics   lanner --workers 2 (recording on): GET /metrics once a second while wrk runs
 #                and while new tunnels run (time, size, series), and the counters
 #                lanner_connections_opened_total and lanner_http_responses_total{class="2xx"}
 #                before and after each load against what the load client saw.
 #   3. api       a store filled with FLOWS flows (SqliteStore.write in batches, before lanner
-#                starts; lanner records into it): admin API calls idle (CALLS each), then wrk
-#                alone / wrk + 1 API client / wrk + HAMMER_CLIENTS API clients (the API clients
-#                call the endpoints in turn, back to back, for the whole wrk run). A fresh copy
-#                of the filled store every round.
+#                starts): admin API calls idle (CALLS each), then wrk alone / wrk + 1 API client /
+#                wrk + HAMMER_CLIENTS API clients (the API clients call the endpoints in turn,
+#                back to back, for the whole wrk run), in two lanner processes per round
+#                (API_MODES): `none`, the listener with `analyze: none` (the store keeps FLOWS
+#                flows), and `on`, every exchange recorded into the store too (it grows). A
+#                fresh copy of the filled store for each.
 #   4. reload    RELOADS SIGHUPs, each after rewriting one rule, spread over a wrk run and over a
 #                new-tunnel run; the same process without reloads alternating. wrk's errors and
 #                non-2xx, the tunnel client's errors, and the reloads the log says were applied.
@@ -26,7 +32,8 @@
 # proxy on the next port, its admin listener on the one after), BEFORE_REV=40ea67f,
 # BEFORE_TREE=/tmp/lanner-before (a git worktree of BEFORE_REV, added when missing and left in
 # place: `git worktree remove /tmp/lanner-before` drops it), FLOWS=100000, CALLS=50,
-# HAMMER_CLIENTS=4, RELOADS=20, PARTS="overhead metrics api reload" (a subset to run),
+# HAMMER_CLIENTS=4, RELOADS=20, PARTS="overhead metrics api reload" (a subset to run), SPLIT=1,
+# API_MODES="none on",
 # BENCH_WORK=/tmp/lanner-control-run, QUIET_WAIT=SECONDS (before each measurement, wait up to
 # that long for the machine to be under 10% busy), PROFILE=1 (round 1: py-spy on before and
 # after under wrk and under new tunnels, recording off; needs BENCH_ENVS/load from run.sh's
@@ -48,6 +55,8 @@ FLOWS=${FLOWS:-100000}
 CALLS=${CALLS:-50}
 export HAMMER_CLIENTS=${HAMMER_CLIENTS:-4} RELOADS=${RELOADS:-20}
 PARTS=${PARTS:-overhead metrics api reload}
+SPLIT=${SPLIT:-1}
+API_MODES=${API_MODES:-none on}
 OUT=${1:-$WORK/control.md}
 
 ORIGIN_PORT=$BASE
@@ -90,32 +99,40 @@ echo "hello-from-origin" >"$WORK/www/small"
 start_origin "$ORIGIN_PORT"
 
 # --- lanner configs: the listener, a data_dir, recording off or on; after: the admin port ---
-config() { # tree rec data_dir [extra yaml] -> the file's path
+config() { # kind(before|after|noadmin) rec data_dir [extra yaml] -> the file's path
   local file=$WORK/lanner-$1-$2.yaml enabled=false
   [ "$2" = on ] && enabled=true
   {
-    printf 'listeners:\n  - name: bench\n    bind: 127.0.0.1:%s\ndata_dir: %s\nrecord: {enabled: %s}\n' \
-      "$PROXY_PORT" "$3" "$enabled"
+    printf 'listeners:\n  - name: bench\n    bind: 127.0.0.1:%s\n%bdata_dir: %s\nrecord: {enabled: %s}\n' \
+      "$PROXY_PORT" "${LISTENER_EXTRA:-}" "$3" "$enabled"
     [ "$1" = after ] && printf 'admin: {bind: "127.0.0.1:%s"}\n' "$ADMIN_PORT"
-    printf '%s' "${4:-}"
+    [ "$1" = noadmin ] && printf 'admin: {enabled: false}\n'
+    printf '%s\n' "${4:-}"
   } >"$file"
   echo "$file"
 }
-for tree in before after; do
+for kind in before after noadmin; do
+  tree=after
+  [ "$kind" = before ] && tree=before
   for rec in off on; do
-    file=$(config "$tree" "$rec" "$WORK/data-check")
-    PYTHONPATH=$(eval echo "\$TREE_$tree") "$PY" -m lanner config check "$file" >"$WORK/check-$tree-$rec.log" 2>&1 ||
-      die "the $tree tree refuses $file: $(cat "$WORK/check-$tree-$rec.log")"
+    file=$(config "$kind" "$rec" "$WORK/data-check")
+    PYTHONPATH=$(eval echo "\$TREE_$tree") "$PY" -m lanner config check "$file" >"$WORK/check-$kind-$rec.log" 2>&1 ||
+      die "the $tree tree refuses $file: $(cat "$WORK/check-$kind-$rec.log")"
   done
 done
 rm -rf "$WORK/data-check"
 
 LANNER_PID=0
-start_lanner() { # tree config log [args...]: start it, wait for its ports; sets LANNER_PID (0: failed)
-  local tree=$1 cfg=$2 log=$3; shift 3
-  start "$log" env PYTHONPATH="$(eval echo "\$TREE_$tree")" "$PY" -m lanner run -c "$cfg" "$@"
+start_lanner() { # how(before|after|noadmin|nometrics) config log [args...]: start it, wait for its ports;
+  # sets LANNER_PID (0: failed). nometrics: the after tree with the data path's metric calls made
+  # no-ops (control_report.py without-metrics: an experiment, not a configuration)
+  local how=$1 cfg=$2 log=$3 launcher=(-m lanner); shift 3
+  [ "$how" = nometrics ] && launcher=("$BENCH/control_report.py" without-metrics)
+  local tree=after
+  [ "$how" = before ] && tree=before
+  start "$log" env PYTHONPATH="$(eval echo "\$TREE_$tree")" "$PY" "${launcher[@]}" run -c "$cfg" "$@"
   LANNER_PID=$PID
-  if ! wait_port "$PROXY_PORT" "$LANNER_PID" 150 || { [ "$tree" = after ] && ! wait_port "$ADMIN_PORT" "$LANNER_PID" 100; }; then
+  if ! wait_port "$PROXY_PORT" "$LANNER_PID" 150 || { [ "$how" != before ] && [ "$how" != noadmin ] && ! wait_port "$ADMIN_PORT" "$LANNER_PID" 100; }; then
     say "lanner ($tree) did not start, see $log"
     stop "$LANNER_PID"; LANNER_PID=0; return 1
   fi
@@ -126,8 +143,9 @@ json_or() { [ -s "$1" ] && tail -1 "$1" | "$PY" -c 'import json, sys; json.loads
   echo "{\"unavailable\": \"no output, see $1\"}" >"$1"; }
 
 # --- loads: each leaves the client's output in a file and sets EXTRA (seconds, CPU ticks) ---
+# NOWAIT=1: the caller waited for a quiet machine already (before starting what runs alongside)
 run_wrk() { # port pid out [subject for the log]
-  wait_quiet
+  [ "${NOWAIT:-0}" = 1 ] || wait_quiet
   say "round $ROUND: ${4:-}: wrk ${DUR}s"
   local before=0 after=0
   others_start
@@ -143,7 +161,7 @@ run_wrk() { # port pid out [subject for the log]
   [ "$2" = 0 ] || EXTRA+=(proxy_cpu_ticks=$((after - before)))
 }
 run_new() { # mode port pid out [subject]
-  wait_quiet
+  [ "${NOWAIT:-0}" = 1 ] || wait_quiet
   say "round $ROUND: ${5:-}: new $1 tunnels ${DUR}s"
   local before=0 after=0
   others_start
@@ -157,11 +175,11 @@ run_new() { # mode port pid out [subject]
 wrk_json() { "$PY" "$BENCH/report.py" wrk <"$1"; }
 
 # --- 1. overhead ---
-overhead_one() { # tree rec load(fwd|new_connect)
-  local subject=$1-$2 data
+overhead_one() { # subject (before|after|noadmin|nometrics) rec load(fwd|new_connect)
+  local subject=$1-$2 data cfg log=$WORK/$1-$2-$3-round$ROUND.log kind=$1
   data=$(mktemp -d "$WORK/data-$subject.XXXX")
-  local cfg log=$WORK/$subject-$3-round$ROUND.log
-  cfg=$(config "$1" "$2" "$data")
+  [ "$1" = nometrics ] && kind=after
+  cfg=$(config "$kind" "$2" "$data")
   if start_lanner "$1" "$cfg" "$log"; then
     if [ "$3" = fwd ]; then
       run_wrk "$PROXY_PORT" "$LANNER_PID" "$WORK/wrk.out" "$subject"
@@ -181,11 +199,16 @@ part_overhead() {
   wrk_json "$WORK/wrk.out" | record direct fwd "${EXTRA[@]}"
   run_new direct 0 0 "$WORK/new.out" direct
   record direct new_connect "${EXTRA[@]}" <"$WORK/new.out"
-  local order="before after" rec load tree
-  [ $((ROUND % 2)) = 0 ] && order="after before"
+  local rec load subject subjects
   for rec in off on; do
+    subjects=(before after)
+    [ "$rec" = off ] && [ "$SPLIT" = 1 ] && subjects+=(noadmin nometrics)
+    # rotate the order every round: each subject takes every place in turn
+    local n=${#subjects[@]} i
     for load in fwd new_connect; do
-      for tree in $order; do overhead_one "$tree" "$rec" "$load"; done
+      for i in $(seq 0 $((n - 1))); do
+        overhead_one "${subjects[$(((i + ROUND - 1) % n))]}" "$rec" "$load"
+      done
     done
   done
 }
@@ -204,14 +227,15 @@ part_metrics() {
   [ "$ROUND" = 1 ] && scrape | record w2 scrape_idle
   local load s0 s1 loop=$WORK/scrapes.json
   for load in fwd new_connect; do
+    wait_quiet
     scrape >"$WORK/s0.json"
     scrape $((DUR - 1)) 1 >"$loop" &
     local scraper=$!
     if [ "$load" = fwd ]; then
-      run_wrk "$PROXY_PORT" "$LANNER_PID" "$WORK/w2-wrk.out" w2
+      NOWAIT=1 run_wrk "$PROXY_PORT" "$LANNER_PID" "$WORK/w2-wrk.out" w2
       wrk_json "$WORK/w2-wrk.out" >"$WORK/w2-load.json"
     else
-      run_new connect "$PROXY_PORT" "$LANNER_PID" "$WORK/w2-load.json" w2
+      NOWAIT=1 run_new connect "$PROXY_PORT" "$LANNER_PID" "$WORK/w2-load.json" w2
     fi
     wait "$scraper"
     sleep 1  # the last connections close and are counted
@@ -245,50 +269,57 @@ api_fill() {
     die "filling the store failed, see $WORK/fill.log"
   record api fill <"$WORK/fill.json"
 }
-api_with_wrk() { # clients (0: none) subject metric
-  local api_pid=0
+api_with_wrk() { # clients (0: none) mode
+  local api_pid=0 subject=api-$2-alone
+  [ "$1" = 1 ] && subject=api-$2-1
+  [ "$1" -gt 1 ] && subject=api-$2-n
+  wait_quiet
   if [ "$1" -gt 0 ]; then
     "$PY" "$BENCH/control_report.py" api "$ADMIN_PORT" "$DUR" "$1" --timed >"$WORK/api-load.json" 2>&1 &
     api_pid=$!
   fi
-  run_wrk "$PROXY_PORT" "$LANNER_PID" "$WORK/wrk.out" "$2"
-  wrk_json "$WORK/wrk.out" | record "$2" fwd "${EXTRA[@]}"
+  NOWAIT=1 run_wrk "$PROXY_PORT" "$LANNER_PID" "$WORK/wrk.out" "$subject"
+  wrk_json "$WORK/wrk.out" | record "$subject" fwd "${EXTRA[@]}"
   if [ "$api_pid" != 0 ]; then
     wait "$api_pid"
     json_or "$WORK/api-load.json"
-    record api "$3" <"$WORK/api-load.json"
+    record "api-$2" "api_load${subject##*-}" <"$WORK/api-load.json"
   fi
+}
+store_count() { # subject: the store's flows now, through the API
+  curl -s "http://127.0.0.1:$ADMIN_PORT/api/v1/flows/count" |
+    "$PY" -c 'import json, sys; print(json.dumps({"flows": json.load(sys.stdin)["count"]}))' | record "$1" store_count
 }
 part_api() {
   [ "$ROUND" = 1 ] && api_fill
-  local data=$WORK/data-api-round$ROUND cfg log=$WORK/api-round$ROUND.log
-  rm -rf "$data" && mkdir -p "$data"
-  cp "$STORE" "$data/lanner.db"
-  cfg=$(config after on "$data" "")
-  if ! start_lanner after "$cfg" "$log"; then
-    echo "{\"unavailable\": \"did not start, see $log\"}" | record api api_idle
-    rm -rf "$data"; return
-  fi
-  if [ "$ROUND" = 1 ]; then
-    wait_quiet
-    say "round $ROUND: admin API, idle: $CALLS calls per endpoint"
-    "$PY" "$BENCH/control_report.py" api "$ADMIN_PORT" "$CALLS" >"$WORK/api-idle.json" 2>&1
-    json_or "$WORK/api-idle.json"
-    record api api_idle <"$WORK/api-idle.json"
-  fi
-  local order=(0 1 "$HAMMER_CLIENTS") i k
-  for i in 0 1 2; do
-    k=${order[$(((i + ROUND - 1) % 3))]}
-    case $k in
-      0) api_with_wrk 0 api-wrk-alone - ;;
-      1) api_with_wrk 1 api-wrk-1 api_load1 ;;
-      *) api_with_wrk "$k" api-wrk-n api_loadn ;;
-    esac
+  local mode
+  for mode in $API_MODES; do
+    local data=$WORK/data-api-$mode-round$ROUND cfg log=$WORK/api-$mode-round$ROUND.log
+    rm -rf "$data" && mkdir -p "$data"
+    cp "$STORE" "$data/lanner.db"
+    # none: the listener records connections only (the store keeps its FLOWS flows); on: every
+    # exchange is recorded into the store as well (it grows while wrk runs)
+    LISTENER_EXTRA=
+    [ "$mode" = none ] && LISTENER_EXTRA='    analyze: none\n'
+    cfg=$(config after on "$data")
+    LISTENER_EXTRA=
+    if ! start_lanner after "$cfg" "$log"; then
+      echo "{\"unavailable\": \"did not start, see $log\"}" | record "api-$mode" store_count
+      rm -rf "$data"; continue
+    fi
+    if [ "$ROUND" = 1 ] && [ "$mode" = "${API_MODES%% *}" ]; then
+      wait_quiet
+      say "round $ROUND: admin API, idle: $CALLS calls per endpoint"
+      "$PY" "$BENCH/control_report.py" api "$ADMIN_PORT" "$CALLS" >"$WORK/api-idle.json" 2>&1
+      json_or "$WORK/api-idle.json"
+      record api api_idle <"$WORK/api-idle.json"
+    fi
+    local order=(0 1 "$HAMMER_CLIENTS") i
+    for i in 0 1 2; do api_with_wrk "${order[$(((i + ROUND - 1) % 3))]}" "$mode"; done
+    store_count "api-$mode"
+    stop "$LANNER_PID" 30
+    rm -rf "$data"
   done
-  curl -s "http://127.0.0.1:$ADMIN_PORT/api/v1/flows/count" | "$PY" -c 'import json, sys; print(json.dumps({"flows": json.load(sys.stdin)["count"]}))' |
-    record api store_count
-  stop "$LANNER_PID" 30
-  rm -rf "$data"
 }
 
 # --- 4. hot reload under load ---
@@ -318,12 +349,13 @@ part_reload() {
   for load in fwd new_connect; do
     for mode in "${modes[@]}"; do
       local before_n after_n rl=0 out=$WORK/reload-$load.out
+      wait_quiet
       before_n=$(grep -c 'config reloaded' "$log")
       if [ "$mode" = sighup ]; then reloader "$LANNER_PID" & rl=$!; fi
       if [ "$load" = fwd ]; then
-        run_wrk "$PROXY_PORT" "$LANNER_PID" "$out" "reload-$mode"
+        NOWAIT=1 run_wrk "$PROXY_PORT" "$LANNER_PID" "$out" "reload-$mode"
       else
-        run_new connect "$PROXY_PORT" "$LANNER_PID" "$out" "reload-$mode"
+        NOWAIT=1 run_new connect "$PROXY_PORT" "$LANNER_PID" "$out" "reload-$mode"
       fi
       [ "$rl" = 0 ] || wait "$rl"
       sleep 0.5
@@ -348,13 +380,14 @@ part_profile() {
     cfg=$(config "$tree" off "$data")
     start_lanner "$tree" "$cfg" "$WORK/profile-$tree.log" || continue
     for load in fwd new_connect; do
+      wait_quiet
       say "profiling $tree under $load (py-spy, not a measurement)"
       "$ENVS/load/bin/py-spy" record --pid "$LANNER_PID" --duration "$DUR" --rate 200 --format raw \
         --output "$WORK/profile-$tree-$load.txt" >"$WORK/profile-$tree-$load.log" 2>&1 &
       local spy=$!
       sleep 0.5
-      if [ "$load" = fwd ]; then run_wrk "$PROXY_PORT" "$LANNER_PID" /dev/null profile
-      else run_new connect "$PROXY_PORT" "$LANNER_PID" "$WORK/profile-new.out" profile; fi
+      if [ "$load" = fwd ]; then NOWAIT=1 run_wrk "$PROXY_PORT" "$LANNER_PID" /dev/null profile
+      else NOWAIT=1 run_new connect "$PROXY_PORT" "$LANNER_PID" "$WORK/profile-new.out" profile; fi
       wait "$spy"
       "$PY" "$BENCH/control_report.py" share "$WORK/profile-$tree-$load.txt" prometheus_client lanner/control/ \
         generation.py >"$WORK/profile-$tree-$load.share" 2>&1
@@ -366,6 +399,8 @@ part_profile() {
 }
 
 # --- the run ---
+touch "$WORK/run.stamp"  # a source newer than this at the end: the after tree changed during the run
+START_HEAD=$(git -C "$ROOT" rev-parse --short HEAD)
 begin_run
 for ROUND in $(seq "$ROUNDS"); do
   say "round $ROUND of $ROUNDS"
@@ -382,7 +417,11 @@ for ROUND in $(seq "$ROUNDS"); do
 done
 
 # --- the report ---
-export BENCH_DATE BENCH_MACHINE
+export BENCH_DATE BENCH_MACHINE BENCH_SRC_CHANGED
+BENCH_SRC_CHANGED=$(find "$ROOT/src" -type f -name "*.py" -newer "$WORK/run.stamp" -printf '%P ' 2>/dev/null | head -c 400)
+END_HEAD=$(git -C "$ROOT" rev-parse --short HEAD)
+[ "$START_HEAD" = "$END_HEAD" ] || BENCH_SRC_CHANGED="HEAD $START_HEAD -> $END_HEAD; $BENCH_SRC_CHANGED"
+[ -n "$BENCH_SRC_CHANGED" ] && say "warning: lanner's source changed during the run, the after rows may mix code: $BENCH_SRC_CHANGED"
 BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 BENCH_MACHINE="$(nproc) CPUs ($cpu), $(uname -m), Linux $(uname -r), $("$PY" --version)"

@@ -11,6 +11,9 @@
                                                  -> one GET /metrics (ms, bytes, sums of some counters);
                                                     with SECONDS: one every INTERVAL s for SECONDS s
     control_report.py share RAW PATTERN...       -> share of py-spy raw samples whose stack has a pattern
+    control_report.py without-metrics run -c CONFIG
+                                                 -> an experiment: `lanner run` with the data path's metric
+                                                    calls (lanner.control.metrics.ListenerMetrics) made no-ops
     control_report.py render RESULTS.jsonl OUT.md -> the markdown report
 
 Everything goes to 127.0.0.1. Standard library only, apart from `fill` (lanner's store, and
@@ -52,8 +55,11 @@ def fill(path: str, total: int) -> dict:
         store.write([], batch)
         written += len(batch)
     store.close()
-    return {"flows": written, "seconds": round(time.perf_counter() - started, 1),
-            "bytes": sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))}
+    return {
+        "flows": written,
+        "seconds": round(time.perf_counter() - started, 1),
+        "bytes": sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s)),
+    }
 
 
 # --- the admin API --------------------------------------------------------------------------------
@@ -106,7 +112,10 @@ def endpoints(port: int) -> list[tuple[str, object]]:
         ("GET /api/v1/flows (first page, limit 100)", flows_url()),
         ("GET /api/v1/flows, a page 50,000 flows deep (cursor)", flows_url(cursor=deep)),
         ("GET /api/v1/flows?filter=status:>=500", flows_url("status:>=500")),
-        ("GET /api/v1/flows?filter=status:>=500 timeout (status + full text)", flows_url("status:>=500 timeout")),
+        (
+            "GET /api/v1/flows?filter=status:>=500 timeout (status + full text)",
+            flows_url("status:>=500 timeout"),
+        ),
         ("GET /api/v1/flows?filter=zebracorn (full text, rare word)", flows_url("zebracorn")),
         ("GET /api/v1/flows/count", "/api/v1/flows/count"),
         ("GET /api/v1/flows/count?filter=status:>=500", "/api/v1/flows/count?filter=status%3A%3E%3D500"),
@@ -164,15 +173,25 @@ def api(port: int, calls: int | None, seconds: float | None, clients: int) -> di
         thread.join()
     elapsed = time.monotonic() - started
     total = sum(len(v) for v in samples.values())
-    return {"endpoints": summarise(samples), "calls": total, "clients": clients,
-            "seconds": round(elapsed, 2), "calls_per_s": round(total / elapsed, 1),
-            "first_error": first_error[0] if first_error else None}
+    return {
+        "endpoints": summarise(samples),
+        "calls": total,
+        "clients": clients,
+        "seconds": round(elapsed, 2),
+        "calls_per_s": round(total / elapsed, 1),
+        "first_error": first_error[0] if first_error else None,
+    }
 
 
 # --- /metrics -------------------------------------------------------------------------------------
 
-COUNTERS = ("lanner_connections_opened_total", "lanner_connections_closed_total", "lanner_http_responses_total",
-            "lanner_config_reloads_total", "lanner_store_written_total")
+COUNTERS = (
+    "lanner_connections_opened_total",
+    "lanner_connections_closed_total",
+    "lanner_http_responses_total",
+    "lanner_config_reloads_total",
+    "lanner_store_written_total",
+)
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
@@ -192,8 +211,13 @@ def scrape_once(port: int, client: Client | None = None) -> dict:
             if match.group(1) == "lanner_config_reloads_total" and 'result="ok"' not in labels:
                 continue
             sums[match.group(1)] += float(match.group(3))
-    return {"status": status, "ms": round(took * 1000, 2), "bytes": len(body), "series": series,
-            **{name.removeprefix("lanner_"): int(value) for name, value in sums.items()}}
+    return {
+        "status": status,
+        "ms": round(took * 1000, 2),
+        "bytes": len(body),
+        "series": series,
+        **{name.removeprefix("lanner_"): int(value) for name, value in sums.items()},
+    }
 
 
 def scrape_loop(port: int, seconds: float, interval: float) -> dict:
@@ -205,11 +229,40 @@ def scrape_loop(port: int, seconds: float, interval: float) -> dict:
         scrapes.append(scrape_once(port, client))
         time.sleep(max(0.0, interval - (time.monotonic() - began)))
     times = sorted(s["ms"] for s in scrapes)
-    return {"scrapes": len(scrapes), "errors": sum(s["status"] != 200 for s in scrapes),
-            "median_ms": round(statistics.median(times), 2) if times else None,
-            "max_ms": times[-1] if times else None,
-            "bytes": scrapes[-1]["bytes"] if scrapes else None,
-            "series": scrapes[-1]["series"] if scrapes else None}
+    return {
+        "scrapes": len(scrapes),
+        "errors": sum(s["status"] != 200 for s in scrapes),
+        "median_ms": round(statistics.median(times), 2) if times else None,
+        "max_ms": times[-1] if times else None,
+        "bytes": scrapes[-1]["bytes"] if scrapes else None,
+        "series": scrapes[-1]["series"] if scrapes else None,
+    }
+
+
+# --- an experiment: lanner without the data path's metric calls ---------------------------------
+
+
+def without_metrics(args: list[str]) -> None:
+    """Run lanner's CLI with ListenerMetrics' methods replaced by no-ops (nothing else changes).
+
+    prometheus_client is imported here before lanner could pick its per-run directory, so one is
+    made here the same way (lanner then logs that it was imported too early); it is removed at exit.
+    """
+    import atexit  # noqa: PLC0415
+    import runpy  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+
+    directory = tempfile.mkdtemp(prefix="lanner-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(directory, ignore_errors=True))
+    from lanner.control import metrics  # noqa: PLC0415
+
+    for name in ("opened", "refused", "handshake", "connected", "closed", "answered"):
+        setattr(metrics.ListenerMetrics, name, lambda self, *a, **k: None)
+    sys.argv = ["lanner", *args]
+    runpy.run_module("lanner", run_name="__main__", alter_sys=True)
 
 
 # --- py-spy ---------------------------------------------------------------------------------------
@@ -228,7 +281,10 @@ def share(raw: str, patterns: list[str]) -> dict:
             for pattern in patterns:
                 if pattern in stack:
                     hits[pattern] += int(count)
-    return {"samples": total, "share": {p: round(100 * n / total, 1) if total else None for p, n in hits.items()}}
+    return {
+        "samples": total,
+        "share": {p: round(100 * n / total, 1) if total else None for p, n in hits.items()},
+    }
 
 
 # --- the report -----------------------------------------------------------------------------------
@@ -270,7 +326,12 @@ def rate_cell(runs: list[dict], unit: str) -> str:
     """median [range] unit, median p99 and proxy CPU, errors."""
     rates = [rate_of(i) for i in runs if rate_of(i) is not None]
     if not rates:
-        return "failed: " + "; ".join(str(i.get("unavailable") or i.get("notes") or i.get("first_error")) for i in runs)[:200]
+        return (
+            "failed: "
+            + "; ".join(str(i.get("unavailable") or i.get("notes") or i.get("first_error")) for i in runs)[
+                :200
+            ]
+        )
     text = f"{fmt(med(rates))} {unit}"
     if len(rates) > 1:
         text += f" [{fmt(min(rates))}–{fmt(max(rates))}]"
@@ -283,8 +344,13 @@ def rate_cell(runs: list[dict], unit: str) -> str:
     errors = sum(int(i.get("errors") or 0) for i in runs)
     if errors:
         text += f", **{errors:,} errors**"
-    others = med([i["others_cpu_ticks"] / os.sysconf("SC_CLK_TCK") / i["seconds"] for i in runs
-                  if i.get("others_cpu_ticks") is not None and i.get("seconds")])
+    others = med(
+        [
+            i["others_cpu_ticks"] / os.sysconf("SC_CLK_TCK") / i["seconds"]
+            for i in runs
+            if i.get("others_cpu_ticks") is not None and i.get("seconds")
+        ]
+    )
     if others is not None and others >= 0.05:
         text += f", other processes CPU {others:.2f}"
     return text
@@ -296,22 +362,22 @@ def per_cpu(runs: list[dict]) -> float | None:
 
 
 def ratio_cell(after: list[dict], before: list[dict], key=rate_of) -> str:
+    """The median of the per-round ratios (each round's pair ran minutes apart), then the rounds'
+    ratios, then the ratio of the two medians."""
     a = [key(i) for i in after if key(i) is not None]
     b = [key(i) for i in before if key(i) is not None]
     if not a or not b:
         return "–"
-    text = f"**{med(a) / med(b):.3f}**"
-    by_round = {}
-    for i in before:
-        if key(i) is not None:
-            by_round.setdefault(i.get("round"), [None, None])[0] = key(i)
-    for i in after:
-        if key(i) is not None:
-            by_round.setdefault(i.get("round"), [None, None])[1] = key(i)
-    pairs = [f"{x[1] / x[0]:.2f}" for _, x in sorted(by_round.items()) if x[0] and x[1]]
-    if len(pairs) > 1:
-        text += " (rounds " + " / ".join(pairs) + ")"
-    return text
+    by_round: dict = {}
+    for side, items in ((0, before), (1, after)):
+        for i in items:
+            if key(i) is not None:
+                by_round.setdefault(i.get("round"), [None, None])[side] = key(i)
+    pairs = [x[1] / x[0] for _, x in sorted(by_round.items()) if x[0] and x[1]]
+    if len(pairs) < 2:
+        return f"**{med(a) / med(b):.3f}**"
+    text = f"**{med(pairs):.3f}** (rounds " + " / ".join(f"{r:.2f}" for r in pairs)
+    return text + f"; of the medians {med(a) / med(b):.3f})"
 
 
 def cpu_rate(item: dict) -> float | None:
@@ -328,10 +394,15 @@ def render(path: str, out: str) -> None:
         f"Machine: {env('BENCH_MACHINE', '?')}. All traffic on 127.0.0.1; the load generator, the origin "
         f"(nginx, 1 worker) and lanner share the cores. DUR={env('DUR', '?')}s per run, "
         f"{env('CONC', '?')} concurrent clients, {env('ROUNDS', '?')} rounds. CPU busy before the run: "
-        f"{env('BENCH_BUSY', '?')}. \"CPU\" is lanner's CPU (its whole process tree: workers and the recording "
+        f'{env("BENCH_BUSY", "?")}. "CPU" is lanner\'s CPU (its whole process tree: workers and the recording '
         "writer) in cores during the run; per-CPU-second figures divide the rate by it.",
         "",
     ]
+    if env("BENCH_SRC_CHANGED"):
+        lines += [
+            f"**lanner's source changed during the run** (the after rows may mix code): {env('BENCH_SRC_CHANGED')}",
+            "",
+        ]
 
     # 1. overhead
     if any(i.get("metric") in ("fwd", "new_connect") for i in items):
@@ -341,25 +412,40 @@ def render(path: str, out: str) -> None:
             f"Before: `{env('BEFORE_REV', '?')}` (from `{env('BEFORE_TREE', '?')}`); after: `{env('AFTER_REV', '?')}` "
             "(admin API on, metrics on, config file watched, all defaults apart from the listener, "
             "`admin.bind`, and `data_dir`). Median of the rounds [range]; p99 and CPU are medians too. "
-            "Before and after alternate within each round (their order flips each round).",
+            "The subjects alternate within each round, and their order rotates every round.",
             "",
             "| | HTTP forward, keep-alive (wrk) | per CPU-second | new CONNECT tunnels/s | per CPU-second |",
             "| --- | --- | --- | --- | --- |",
         ]
         labels = [("direct", "direct (no proxy)")]
         for rec in ("off", "on"):
-            labels += [(f"before-{rec}", f"before, recording {rec}"), (f"after-{rec}", f"**after**, recording {rec}")]
+            labels += [
+                (f"before-{rec}", f"before, recording {rec}"),
+                (f"after-{rec}", f"**after**, recording {rec}"),
+            ]
+            if rec == "off":
+                labels += [
+                    ("noadmin-off", "after, `admin.enabled: false`, recording off"),
+                    (
+                        "nometrics-off",
+                        "after, data-path metric calls made no-ops (experiment), recording off",
+                    ),
+                ]
         for subject, label in labels:
             fwd, new = pick(items, subject, "fwd"), pick(items, subject, "new_connect")
             if not fwd and not new:
                 continue
-            lines.append(f"| {label} | {rate_cell(fwd, 'req/s') if fwd else '–'} | {fmt(per_cpu(fwd))} | "
-                         f"{rate_cell(new, '/s') if new else '–'} | {fmt(per_cpu(new))} |")
-            if subject.startswith("after"):
-                before = subject.replace("after", "before")
-                bf, bn = pick(items, before, "fwd"), pick(items, before, "new_connect")
-                lines.append(f"| after / before, recording {subject[6:]} | {ratio_cell(fwd, bf)} | "
-                             f"{ratio_cell(fwd, bf, cpu_rate)} | {ratio_cell(new, bn)} | {ratio_cell(new, bn, cpu_rate)} |")
+            lines.append(
+                f"| {label} | {rate_cell(fwd, 'req/s') if fwd else '–'} | {fmt(per_cpu(fwd))} | "
+                f"{rate_cell(new, 'tunnels/s') if new else '–'} | {fmt(per_cpu(new))} |"
+            )
+            if subject.startswith(("after", "noadmin", "nometrics")):
+                rec = subject.rpartition("-")[2]
+                bf, bn = pick(items, f"before-{rec}", "fwd"), pick(items, f"before-{rec}", "new_connect")
+                lines.append(
+                    f"| {subject.partition('-')[0]} / before, recording {rec} | {ratio_cell(fwd, bf)} | "
+                    f"{ratio_cell(fwd, bf, cpu_rate)} | {ratio_cell(new, bn)} | {ratio_cell(new, bn, cpu_rate)} |"
+                )
         lines.append("")
 
     # 2. metrics with two workers
@@ -372,43 +458,57 @@ def render(path: str, out: str) -> None:
             "once before and once after each load. The scrape is answered on worker 0's event loop.",
             "",
             "| load | load's rate | scrapes | scrape time, median (max) | body | series | "
-            "connections the load opened | `lanner_connections_opened_total` delta | 2xx responses: wrk / `lanner_http_responses_total{class=\"2xx\"}` delta |",
+            'connections the load opened | `lanner_connections_opened_total` delta | 2xx responses: wrk / `lanner_http_responses_total{class="2xx"}` delta |',
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         idle = pick(items, "w2", "scrape_idle")
         if idle:
             i = idle[0]
-            lines.append(f"| none (idle, after start) | – | 1 | {i['ms']:.1f} ms | {i['bytes']:,} B | {i['series']} | – | – | – |")
+            lines.append(
+                f"| none (idle, after start) | – | 1 | {i['ms']:.1f} ms | {i['bytes']:,} B | {i['series']} | – | – | – |"
+            )
         for load_name, label in (("fwd", "wrk, keep-alive"), ("new_connect", "new CONNECT tunnels")):
             for i in pick(items, "w2", f"scrape_{load_name}"):
                 opened = i.get("load_connections")
-                responses = (f"{fmt(i.get('load_requests'))} / {fmt(i.get('responses_2xx_delta'))}"
-                             if load_name == "fwd" else "–")
+                responses = (
+                    f"{fmt(i.get('load_requests'))} / {fmt(i.get('responses_2xx_delta'))}"
+                    if load_name == "fwd"
+                    else "–"
+                )
                 lines.append(
                     f"| {label} (round {i.get('round'):.0f}) | {fmt(i.get('load_rate'))}/s | {i.get('scrapes', 0):.0f} "
                     f"({i.get('errors', 0):.0f} failed) | {fmt(i.get('median_ms'), 1)} ms ({fmt(i.get('max_ms'), 1)}) | "
-                    f"{fmt(i.get('bytes'))} B | {fmt(i.get('series'))} | {fmt(opened)} | {fmt(i.get('opened_delta'))} | {responses} |")
+                    f"{fmt(i.get('bytes'))} B | {fmt(i.get('series'))} | {fmt(opened)} | {fmt(i.get('opened_delta'))} | {responses} |"
+                )
         lines.append("")
 
     # 3. admin API with a full store
     idle = pick(items, "api", "api_idle")
-    if idle:
+    modes = [m for m in ("none", "on") if any(i.get("subject", "").startswith(f"api-{m}") for i in items)]
+    if idle or modes:
         fill_info = (pick(items, "api", "fill") or [{}])[0]
+        hammer = env("HAMMER_CLIENTS", "N")
+        mib = (fill_info.get("bytes") or 0) / 2**20
         lines += [
             "## 3. Admin API with a full store",
             "",
-            f"Store filled with {fmt(fill_info.get('flows'))} flows ({fmt((fill_info.get('bytes') or 0) / 2**20)} MiB, "
-            f"{fill_info.get('seconds', '?')} s to write) before lanner starts (one worker, recording on into it). "
-            "Idle: one client, back to back, endpoints in turn. Under load: while wrk runs through the proxy, "
-            "the same endpoints in turn for the whole run, from 1 client (the UI's pattern) and from "
-            f"{env('HAMMER_CLIENTS', '?')} clients at once (hammering). Times are a whole call on a kept-alive "
-            "connection (median / p95, ms).",
+            f"A store of {fmt(fill_info.get('flows'))} flows ({fmt(mib)} MiB, written in "
+            f"{fill_info.get('seconds', '?')} s) is copied in before each lanner (one worker) starts. "
+            "Idle: one client, back to back, the endpoints in turn. Under load: while wrk runs through "
+            f"the proxy, the same endpoints in turn for the whole run, from 1 client and from {hammer} "
+            "clients at once. Two lanner processes per round: `analyze: none` on the listener (the "
+            "store keeps its flows; connections only are recorded) and recording on (every exchange "
+            "is stored too, so the store grows by wrk's requests). Times are a whole call on a "
+            "kept-alive connection: median / p95 in ms, over all rounds' calls' per-round medians.",
             "",
         ]
-        loaded1 = pick(items, "api", "api_load1")
-        loadedn = pick(items, "api", "api_loadn")
-        head = "| endpoint | body | idle | under wrk, 1 client | under wrk, " + env("HAMMER_CLIENTS", "N") + " clients |"
-        lines += [head, "| --- | --- | --- | --- | --- |"]
+        head = "| endpoint | body | idle |"
+        rule = "| --- | --- | --- |"
+        for mode in modes:
+            for n in ("1", hammer):
+                head += f" wrk + {n} client{'s' if n != '1' else ''}, {'analyze: none' if mode == 'none' else 'recording on'} |"
+                rule += " --- |"
+        lines += [head, rule]
 
         def merged(runs: list[dict], name: str) -> str:
             found = [r["endpoints"][name] for r in runs if name in r.get("endpoints", {})]
@@ -421,26 +521,41 @@ def render(path: str, out: str) -> None:
             text = f"{fmt(m, 1)} / {fmt(p, 1)} ({calls} calls"
             return text + (f", **{errors} failed**)" if errors else ")")
 
-        for name in idle[0]["endpoints"]:
+        names = list(idle[0]["endpoints"]) if idle else []
+        for name in names:
             body = idle[0]["endpoints"][name].get("bytes")
-            lines.append(f"| `{name}` | {fmt(body)} B | {merged(idle, name)} | {merged(loaded1, name)} | {merged(loadedn, name)} |")
-        lines += ["", "Proxy throughput while the API is used (same lanner process, alternating):", "",
-                  "| wrk through the proxy | req/s | API calls/s meanwhile |", "| --- | --- | --- |"]
-        for subject, label in (("api-wrk-alone", "alone"), ("api-wrk-1", "with 1 API client"),
-                               ("api-wrk-n", f"with {env('HAMMER_CLIENTS', 'N')} API clients")):
-            runs = pick(items, subject, "fwd")
-            if runs:
-                side = pick(items, "api", {"api-wrk-1": "api_load1", "api-wrk-n": "api_loadn"}.get(subject, "-"))
-                lines.append(f"| {label} | {rate_cell(runs, 'req/s')} | "
-                             f"{fmt(med([s['calls_per_s'] for s in side]), 1) if side else '–'} |")
-        alone = pick(items, "api-wrk-alone", "fwd")
-        for subject in ("api-wrk-1", "api-wrk-n"):
-            if pick(items, subject, "fwd") and alone:
-                lines.append(f"| ratio {subject[8:]} / alone | {ratio_cell(pick(items, subject, 'fwd'), alone)} | |")
-        counts = pick(items, "api", "store_count")
-        if counts:
-            lines += ["", "Flows in the store at each round's end (it started at the fill): "
-                      + ", ".join(fmt(c.get("flows")) for c in counts) + "."]
+            row = f"| `{name}` | {fmt(body)} B | {merged(idle, name)} |"
+            for mode in modes:
+                for metric in ("api_load1", "api_loadn"):
+                    row += f" {merged(pick(items, f'api-{mode}', metric), name)} |"
+            lines.append(row)
+        lines += [
+            "",
+            "Proxy throughput while the API is used (the same lanner process, the three runs alternating):",
+            "",
+            "| listener | wrk alone | wrk + 1 API client | wrk + "
+            + hammer
+            + " API clients | API calls/s (1 / "
+            + hammer
+            + " clients) | flows in the store at each round's end |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for mode in modes:
+            alone = pick(items, f"api-{mode}-alone", "fwd")
+            one, many = pick(items, f"api-{mode}-1", "fwd"), pick(items, f"api-{mode}-n", "fwd")
+            calls1 = med(
+                [s["calls_per_s"] for s in pick(items, f"api-{mode}", "api_load1") if "calls_per_s" in s]
+            )
+            callsn = med(
+                [s["calls_per_s"] for s in pick(items, f"api-{mode}", "api_loadn") if "calls_per_s" in s]
+            )
+            counts = ", ".join(fmt(c.get("flows")) for c in pick(items, f"api-{mode}", "store_count"))
+            label = "`analyze: none`" if mode == "none" else "recording on"
+            lines.append(
+                f"| {label} | {rate_cell(alone, 'req/s')} | {rate_cell(one, 'req/s')} | "
+                f"{rate_cell(many, 'req/s')} | {fmt(calls1, 1)} / {fmt(callsn, 1)} | {counts} |"
+            )
+            lines.append(f"| ratio to alone | | {ratio_cell(one, alone)} | {ratio_cell(many, alone)} | | |")
         lines.append("")
 
     # 4. hot reload
@@ -455,12 +570,17 @@ def render(path: str, out: str) -> None:
             "| load | no reloads | with reloads | ratio | reloads applied (log) |",
             "| --- | --- | --- | --- | --- |",
         ]
-        for metric, label, unit in (("fwd", "wrk, keep-alive", "req/s"), ("new_connect", "new CONNECT tunnels", "/s")):
+        for metric, label, unit in (
+            ("fwd", "wrk, keep-alive", "req/s"),
+            ("new_connect", "new CONNECT tunnels", "tunnels/s"),
+        ):
             quiet, busy = pick(items, "reload-none", metric), pick(items, "reload-sighup", metric)
             if quiet or busy:
                 applied = [int(i.get("reloads_applied") or 0) for i in busy]
-                lines.append(f"| {label} | {rate_cell(quiet, unit)} | {rate_cell(busy, unit)} | "
-                             f"{ratio_cell(busy, quiet)} | {', '.join(map(str, applied))} |")
+                lines.append(
+                    f"| {label} | {rate_cell(quiet, unit)} | {rate_cell(busy, unit)} | "
+                    f"{ratio_cell(busy, quiet)} | {', '.join(map(str, applied))} |"
+                )
         lines.append("")
 
     text = "\n".join(lines) + "\n"
@@ -483,6 +603,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(scrape_loop(int(argv[2]), float(argv[3]), float(argv[4]))))
     elif command == "share" and len(argv) >= 4:
         print(json.dumps(share(argv[2], argv[3:])))
+    elif command == "without-metrics":
+        without_metrics(argv[2:])
     elif command == "render" and len(argv) == 4:
         render(argv[2], argv[3])
     else:
