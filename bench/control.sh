@@ -420,7 +420,7 @@ done
 export BENCH_DATE BENCH_MACHINE BENCH_SRC_CHANGED
 BENCH_SRC_CHANGED=$(find "$ROOT/src" -type f -name "*.py" -newer "$WORK/run.stamp" -printf '%P ' 2>/dev/null | head -c 400)
 END_HEAD=$(git -C "$ROOT" rev-parse --short HEAD)
-[ "$START_HEAD" = "$END_HEAD" ] || BENCH_SRC_CHANGED="HEAD $START_HEAD -> $END_HEAD; $BENCH_SRC_CHANGED"
+git -C "$ROOT" diff --quiet "$START_HEAD" "$END_HEAD" -- src || BENCH_SRC_CHANGED="HEAD $START_HEAD -> $END_HEAD; $BENCH_SRC_CHANGED"
 [ -n "$BENCH_SRC_CHANGED" ] && say "warning: lanner's source changed during the run, the after rows may mix code: $BENCH_SRC_CHANGED"
 BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
