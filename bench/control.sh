@@ -5,8 +5,8 @@
 #                issue 8 ("before", BEFORE_REV, run from a git worktree with PYTHONPATH), with
 #                recording off and on, plus a direct baseline: wrk keep-alive forwarding
 #                (absolute-form GETs, bench/absolute.lua) and new CONNECT tunnels/s
-#                (bench/new_tunnels.py). Before and after alternate within every round, and
-#                their order rotates each round. A fresh lanner process for every measurement.
+#                (bench/new_tunnels.py). The subjects alternate within every round, and their
+#                order rotates each round. A fresh lanner process for every measurement.
 #                With SPLIT=1 (the default) the recording-off runs add two rows that split the
 #                cost: after with `admin.enabled: false`, and after with the data path's metric
 #                calls made no-ops (control_report.py without-metrics: an experiment, not a
@@ -33,12 +33,12 @@
 # BEFORE_TREE=/tmp/lanner-before (a git worktree of BEFORE_REV, added when missing and left in
 # place: `git worktree remove /tmp/lanner-before` drops it), FLOWS=100000, CALLS=50,
 # HAMMER_CLIENTS=4, RELOADS=20, PARTS="overhead metrics api reload" (a subset to run), SPLIT=1,
-# API_MODES="none on",
-# BENCH_WORK=/tmp/lanner-control-run, QUIET_WAIT=SECONDS (before each measurement, wait up to
-# that long for the machine to be under 10% busy), PROFILE=1 (round 1: py-spy on before and
-# after under wrk and under new tunnels, recording off; needs BENCH_ENVS/load from run.sh's
-# venv recipe; collapsed stacks in BENCH_WORK). Both trees run on lanner's venv
-# (.venv/bin/python -m lanner run), so only lanner's own code differs.
+# API_MODES="none on", BENCH_WORK=/tmp/lanner-control-run, QUIET_WAIT=SECONDS (before each
+# measurement, wait up to that long for the machine to be under 10% busy: the recording writer
+# catching up after a load counts as busy), PROFILE=1 (after round 1: py-spy on before and after
+# under wrk and under new tunnels, recording off; py-spy goes into BENCH_ENVS/load, the venv
+# run.sh uses, BENCH_ENVS=/tmp/lanner-bench-envs; collapsed stacks in BENCH_WORK). Both trees
+# run on lanner's venv (.venv/bin/python -m lanner run), so only lanner's own code differs.
 set -u
 BENCH=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/common.sh
@@ -238,7 +238,7 @@ part_metrics() {
       NOWAIT=1 run_new connect "$PROXY_PORT" "$LANNER_PID" "$WORK/w2-load.json" w2
     fi
     wait "$scraper"
-    sleep 1  # the last connections close and are counted
+    sleep 1.5  # the last connections close; other workers hand their counts over within a second
     scrape >"$WORK/s1.json"
     record w2 "$load" "${EXTRA[@]}" <"$WORK/w2-load.json"
     local opened rate requests=0

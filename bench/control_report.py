@@ -1,7 +1,7 @@
 """Helpers for bench/control.sh: fill a store, time the admin API and /metrics, render the report.
 
     control_report.py fill DB FLOWS              -> {"flows", "seconds"}: a new store of FLOWS flows
-                                                    (bench/store_bench.py's realistic flows, batches of 10,000)
+                                                    (bench/store_bench.py's flows, batches of 10,000)
     control_report.py api PORT CALLS             -> each endpoint CALLS times, one client, back to back,
                                                     endpoints in turn: {"endpoints": {name: {...}}}
     control_report.py api PORT SECONDS CLIENTS --timed
@@ -394,13 +394,15 @@ def render(path: str, out: str) -> None:
         f"Machine: {env('BENCH_MACHINE', '?')}. All traffic on 127.0.0.1; the load generator, the origin "
         f"(nginx, 1 worker) and lanner share the cores. DUR={env('DUR', '?')}s per run, "
         f"{env('CONC', '?')} concurrent clients, {env('ROUNDS', '?')} rounds. CPU busy before the run: "
-        f'{env("BENCH_BUSY", "?")}. "CPU" is lanner\'s CPU (its whole process tree: workers and the recording '
+        f'{env("BENCH_BUSY", "?")}. "CPU" is lanner\'s CPU (its whole process tree: workers and the '
+        "recording "
         "writer) in cores during the run; per-CPU-second figures divide the rate by it.",
         "",
     ]
     if env("BENCH_SRC_CHANGED"):
         lines += [
-            f"**lanner's source changed during the run** (the after rows may mix code): {env('BENCH_SRC_CHANGED')}",
+            "**lanner's source changed during the run** (the after rows may mix code): "
+            + env("BENCH_SRC_CHANGED", ""),
             "",
         ]
 
@@ -409,7 +411,8 @@ def render(path: str, out: str) -> None:
         lines += [
             "## 1. Data-path overhead: HEAD against the tree before issue 8",
             "",
-            f"Before: `{env('BEFORE_REV', '?')}` (from `{env('BEFORE_TREE', '?')}`); after: `{env('AFTER_REV', '?')}` "
+            f"Before: `{env('BEFORE_REV', '?')}` (from `{env('BEFORE_TREE', '?')}`); "
+            f"after: `{env('AFTER_REV', '?')}` "
             "(admin API on, metrics on, config file watched, all defaults apart from the listener, "
             "`admin.bind`, and `data_dir`). Median of the rounds [range]; p99 and CPU are medians too. "
             "The subjects alternate within each round, and their order rotates every round.",
@@ -444,7 +447,8 @@ def render(path: str, out: str) -> None:
                 bf, bn = pick(items, f"before-{rec}", "fwd"), pick(items, f"before-{rec}", "new_connect")
                 lines.append(
                     f"| {subject.partition('-')[0]} / before, recording {rec} | {ratio_cell(fwd, bf)} | "
-                    f"{ratio_cell(fwd, bf, cpu_rate)} | {ratio_cell(new, bn)} | {ratio_cell(new, bn, cpu_rate)} |"
+                    f"{ratio_cell(fwd, bf, cpu_rate)} | {ratio_cell(new, bn)} | "
+                    f"{ratio_cell(new, bn, cpu_rate)} |"
                 )
         lines.append("")
 
@@ -458,14 +462,16 @@ def render(path: str, out: str) -> None:
             "once before and once after each load. The scrape is answered on worker 0's event loop.",
             "",
             "| load | load's rate | scrapes | scrape time, median (max) | body | series | "
-            'connections the load opened | `lanner_connections_opened_total` delta | 2xx responses: wrk / `lanner_http_responses_total{class="2xx"}` delta |',
+            "connections the load opened | `lanner_connections_opened_total` delta | "
+            '2xx responses: wrk / `lanner_http_responses_total{class="2xx"}` delta |',
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         idle = pick(items, "w2", "scrape_idle")
         if idle:
             i = idle[0]
             lines.append(
-                f"| none (idle, after start) | – | 1 | {i['ms']:.1f} ms | {i['bytes']:,} B | {i['series']} | – | – | – |"
+                f"| none (idle, after start) | – | 1 | {i['ms']:.1f} ms | {i['bytes']:,} B | {i['series']} "
+                "| – | – | – |"
             )
         for load_name, label in (("fwd", "wrk, keep-alive"), ("new_connect", "new CONNECT tunnels")):
             for i in pick(items, "w2", f"scrape_{load_name}"):
@@ -476,9 +482,11 @@ def render(path: str, out: str) -> None:
                     else "–"
                 )
                 lines.append(
-                    f"| {label} (round {i.get('round'):.0f}) | {fmt(i.get('load_rate'))}/s | {i.get('scrapes', 0):.0f} "
-                    f"({i.get('errors', 0):.0f} failed) | {fmt(i.get('median_ms'), 1)} ms ({fmt(i.get('max_ms'), 1)}) | "
-                    f"{fmt(i.get('bytes'))} B | {fmt(i.get('series'))} | {fmt(opened)} | {fmt(i.get('opened_delta'))} | {responses} |"
+                    f"| {label} (round {i.get('round'):.0f}) | {fmt(i.get('load_rate'))}/s | "
+                    f"{i.get('scrapes', 0):.0f} ({i.get('errors', 0):.0f} failed) | "
+                    f"{fmt(i.get('median_ms'), 1)} ms ({fmt(i.get('max_ms'), 1)}) | "
+                    f"{fmt(i.get('bytes'))} B | {fmt(i.get('series'))} | {fmt(opened)} | "
+                    f"{fmt(i.get('opened_delta'))} | {responses} |"
                 )
         lines.append("")
 
@@ -506,7 +514,8 @@ def render(path: str, out: str) -> None:
         rule = "| --- | --- | --- |"
         for mode in modes:
             for n in ("1", hammer):
-                head += f" wrk + {n} client{'s' if n != '1' else ''}, {'analyze: none' if mode == 'none' else 'recording on'} |"
+                listener = "analyze: none" if mode == "none" else "recording on"
+                head += f" wrk + {n} client{'s' if n != '1' else ''}, {listener} |"
                 rule += " --- |"
         lines += [head, rule]
 
@@ -563,7 +572,8 @@ def render(path: str, out: str) -> None:
         lines += [
             "## 4. Hot reload under load",
             "",
-            f"{env('RELOADS', '?')} SIGHUPs during a run, each after rewriting one rule (`deny` of a host name that "
+            f"{env('RELOADS', '?')} SIGHUPs during a run, each after rewriting one rule (`deny` of a host "
+            "name that "
             "changes every time), spread over the run; the same lanner process measured without reloads "
             "too (alternating). Recording on, `config_watch_interval: 0` (only SIGHUP reloads).",
             "",
