@@ -34,6 +34,17 @@ def recv_until_close(sock: socket.socket, limit: int = 1 << 24) -> bytes:
     return data
 
 
+def recv_head(sock: socket.socket) -> bytes:
+    """What arrives up to the end of an HTTP head (everything, if the peer closes first)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def exchange(port: int, data: bytes) -> bytes:
     """Send `data` on a new connection and read everything until the far side closes."""
     with connect(port) as sock:

@@ -24,7 +24,7 @@ import trustme
 import yaml
 
 from tests.integration.backends import served_by, write_certificate
-from tests.integration.raw import connect, recv_exact
+from tests.integration.raw import connect, recv_exact, recv_head
 from tests.integration.servers import TcpEcho, free_port
 
 RELOADED = "config reloaded"
@@ -67,13 +67,7 @@ def open_tunnel(proxy_port: int, port: int) -> tuple[bytes, socket.socket]:
     """CONNECT through the forward listener; (the answer's status line, the socket)."""
     sock = connect(proxy_port)
     sock.sendall(f"CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        head += chunk
-    return head.split(b"\r\n", 1)[0], sock
+    return recv_head(sock).split(b"\r\n", 1)[0], sock
 
 
 def echo(sock: socket.socket, payload: bytes) -> bytes:

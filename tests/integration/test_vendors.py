@@ -26,6 +26,7 @@ from python_socks.sync import Proxy
 
 from tests.conftest import require_binary
 from tests.integration.fake_vendor import MODES
+from tests.integration.raw import recv_head
 from tests.integration.servers import Origin, free_port
 from tests.integration.vendors import FakeVendor, leaked_vendor_strings
 
@@ -77,12 +78,7 @@ def connect_raw(lanner: Any, user: str, target: str, password: str = "secret") -
     sock.sendall(
         f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {token}\r\n\r\n".encode()
     )
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        data += chunk
+    data = recv_head(sock)
     if not data.startswith(b"HTTP/1.1 200"):
         data += _read_to_close(sock)
     return data, sock

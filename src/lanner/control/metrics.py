@@ -295,9 +295,7 @@ class ListenerMetrics:
     def flush(self) -> None:
         counts, self._counts = self._counts, {}
         for child, amount in counts.items():
-            if isinstance(child, Gauge):
-                child.inc(amount)
-            elif amount:
+            if amount:  # an open-connections gauge may net to 0: nothing to hand over
                 child.inc(amount)
         for tally in (self._handshake, self._connect, self._latency):
             tally.flush()
